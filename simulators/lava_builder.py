@@ -1,0 +1,163 @@
+"""Turn a network (spec + integer weights) into a Lava process graph, run it on the CPU, and gather the counts.
+
+Each layer becomes one lava-nc `LIF` (CUBA) process; each edge of the graph becomes its own `Conv3dSynapse` feeding
+the LIF's input port, which sums them: a skip concatenation costs no copy, as on Loihi. Skip synapses carry the
+axonal delay the description gives them, so the run equals the model's computation shifted by each layer's depth.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spikereg_deploy import fixed_point as fx
+from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, LayerCounts
+from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.fanout import fanout_map
+from spikereg_deploy.network import NetworkSpec
+
+TAGS = ("fixed_pt", "floating_pt")
+
+
+@dataclass
+class LavaRun:
+    displacement: np.ndarray  # (3, D, H, W) voxels
+    readout_sum: np.ndarray  # fixed_pt: int64 sum over T of the readout input; floating_pt: float64
+    counts: dict[str, LayerCounts]
+    time_steps: int
+    run_steps: int
+    tag: str
+    wall_time_s: float
+    spikes: dict[str, list[np.ndarray]] | None = None  # model-aligned (shift removed), if recorded
+
+
+def _lif(spec_layer, shape: tuple[int, ...], tag: str):
+    from lava.proc.lif.process import LIF
+
+    n = spec_layer.neuron
+    if tag == "fixed_pt":
+        if n.i_decay < 1:
+            raise SpikeRegError(f"layer {spec_layer.name!r}: iDecay 0 cannot be expressed in lava-nc's LIF (du = iDecay-1)")
+        # lava-nc's bit-accurate LIF decays u by (du + 1); netx passes du = iDecay - 1 for the same reason.
+        return LIF(shape=shape, du=n.i_decay - 1, dv=n.v_decay, vth=n.vth_mant, bias_mant=0, bias_exp=6,
+                   name=spec_layer.name)
+    return LIF(shape=shape, du=n.i_decay / fx.DECAY_UNITY, dv=n.v_decay / fx.DECAY_UNITY,
+               vth=n.vth_mant / fx.WEIGHT_SCALE, bias_mant=0.0, bias_exp=0.0, name=spec_layer.name)
+
+
+def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarray, *, tag: str = "fixed_pt",
+             record_spikes: bool = False, progress: bool = True, workdir: str | None = None) -> LavaRun:
+    """Build the process graph for one (C, D, H, W) image in [0, 1], run T + depth steps, return counts."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    from .lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator
+
+    if tag not in TAGS:
+        raise SpikeRegError(f"unknown Lava model tag {tag!r} (choose {' or '.join(TAGS)})")
+    torch.set_num_threads(1)  # before Lava forks: a started torch thread pool hangs the children
+    net = IntegerNetwork(spec, weights)  # validates weights and splits them per edge
+    geo = spec.geometry(image.shape[1:])
+    depth = spec.depths()
+    run_steps = spec.run_steps
+    tmp = tempfile.TemporaryDirectory(prefix="spikereg-lava-", dir=workdir)
+    work = Path(tmp.name)
+    payload = np.asarray(fx.quantize_input(np.asarray(image, dtype=np.float64)), dtype=np.int32)
+    source = AnalogSource(payload=payload, time_steps=spec.time_steps, name="input")
+    ports = {spec.input_layer.name: source.s_out}
+    sinks = {}
+    for layer in spec.layers[1:]:
+        shape = (layer.out_channels, *geo[layer.name].out_shape)
+        if layer.kind == "readout":
+            readout = ReadoutAccumulator(shape=shape, window_start=depth[layer.name] + 1,
+                                         window_len=spec.time_steps, out_path=str(work / "readout.npy"))
+            sinks[layer.name] = readout.a_in
+        else:
+            lif = _lif(layer, shape, tag)
+            sinks[layer.name] = lif.a_in
+            ports[layer.name] = lif.s_out
+    synapses = {}
+    recorder_of: dict[str, tuple[str, str]] = {}
+    for edge in net.edges:
+        dst = spec.layer(edge.dst)
+        analog = spec.layer(edge.src).kind == "input"
+        w = net.edge_weights[(edge.src, edge.dst)]
+        bound = int(np.abs(w).sum(axis=tuple(i for i in range(w.ndim) if i != (1 if dst.kind == "convT" else 0))).max())
+        record = record_spikes and not analog and edge.src not in recorder_of
+        if record:
+            recorder_of[edge.src] = (edge.src, edge.dst)
+        syn = Conv3dSynapse(
+            in_shape=(spec.channels_of(edge.src), *geo[edge.src].out_shape),
+            out_shape=(dst.out_channels, *geo[dst.name].out_shape), weight=w, kind=dst.kind, stride=dst.stride,
+            padding=dst.padding, output_padding=dst.output_padding, delay=edge.delay, analog=analog,
+            fanout=fanout_map(dst, geo[edge.src].out_shape, geo[dst.name].out_shape), num_steps=run_steps,
+            exact_float64=bound * (fx.INPUT_MAX if analog else 1) >= FLOAT32_EXACT,
+            record_path=str(work / f"spikes_{edge.src}.npy") if record else "", name=f"{edge.src}->{edge.dst}",
+        )
+        ports[edge.src].connect(syn.s_in)
+        syn.a_out.connect(sinks[edge.dst])
+        synapses[(edge.src, edge.dst)] = syn
+    cfg = Loihi2SimCfg(select_tag=tag)
+    steps = range(run_steps)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc=f"Lava {tag}", unit="step")
+    started = time.perf_counter()
+    try:
+        for _ in steps:
+            source.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+        wall = time.perf_counter() - started
+        per_edge = {key: (np.asarray(s.spike_counts.get(), dtype=np.int64),
+                          np.asarray(s.synop_counts.get(), dtype=np.int64)) for key, s in synapses.items()}
+    finally:
+        source.stop()
+    readout_sum = np.load(work / "readout.npy")
+    counts = _gather_counts(spec, geo, depth, per_edge)
+    spikes = None
+    if record_spikes:
+        spikes = {}
+        for src, _key in recorder_of.items():
+            shape = (spec.channels_of(src), *geo[src].out_shape)
+            packed = np.load(work / f"spikes_{src}.npy")
+            steps_all = np.unpackbits(packed, axis=1, count=int(np.prod(shape))).astype(bool)
+            aligned = steps_all[depth[src]: depth[src] + spec.time_steps]
+            spikes[src] = [s.reshape(shape) for s in aligned]
+    tmp.cleanup()
+    scale = spec.readout_scale / spec.time_steps
+    displacement = readout_sum.astype(np.float64) * (scale if tag == "fixed_pt" else scale * fx.WEIGHT_SCALE)
+    return LavaRun(displacement, readout_sum, counts, spec.time_steps, run_steps, tag, wall, spikes)
+
+
+def _gather_counts(spec: NetworkSpec, geo, depth, per_edge) -> dict[str, LayerCounts]:
+    """Sum per-step counters over each source's model window: Lava steps depth(src)+1 .. depth(src)+T."""
+    t_steps = spec.time_steps
+    counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
+    emitted: dict[str, np.ndarray] = {}
+    for (src, dst), (spk, ops) in per_edge.items():
+        if spec.layer(src).kind == "input":
+            counts[dst].input_macs += geo[dst].macs * t_steps
+            continue
+        window = slice(depth[src], depth[src] + t_steps)
+        counts[dst].input_spikes += int(spk[window].sum())
+        counts[dst].synops += int(ops[window].sum())
+        per_step = counts[dst].synops_per_step
+        step_ops = ops[window].tolist()
+        counts[dst].synops_per_step = [a + b for a, b in zip(per_step, step_ops, strict=True)] if per_step \
+            else step_ops
+        emitted.setdefault(src, spk[window])
+    for layer in spec.layers[1:]:
+        c = counts[layer.name]
+        c.neuron_updates = c.neurons * t_steps
+        if layer.kind == "input":
+            continue
+        if not c.synops_per_step:
+            c.synops_per_step = [0] * t_steps
+        if layer.spiking:
+            c.spikes_per_step = emitted[layer.name].tolist()
+            c.spikes = int(emitted[layer.name].sum())
+    return counts

@@ -1,0 +1,34 @@
+"""Helpers every command shares: quiet third-party imports, shape arguments, stage loading."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+from collections.abc import Iterator
+
+DEFAULT_INPUT_SHAPE = (32, 32, 32)
+
+
+@contextlib.contextmanager
+def quiet_imports() -> Iterator[None]:
+    """lava-dl prints a Prophesee warning and torch a CUDA note on import: keep a CLI's output to what it means."""
+    os.environ.setdefault("CUDA_HOME", "/nonexistent")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def add_input_shape(parser: argparse.ArgumentParser, default: tuple[int, int, int] | None = DEFAULT_INPUT_SHAPE,
+                    help_text: str = "input volume size D H W") -> None:
+    parser.add_argument("--input-shape", nargs=3, type=int, metavar=("D", "H", "W"), default=default,
+                        help=f"{help_text} (default: {' '.join(map(str, default)) if default else 'from the file'})")
+
+
+def load_training_stage():
+    """Import the training stage (torch + lava-dl) lazily: commands that only read files stay fast."""
+    with quiet_imports():
+        import torch
+
+        from spikereg_deploy.training import checkpoint, default_model, snn  # noqa: F401
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    return checkpoint, default_model, snn

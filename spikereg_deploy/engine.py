@@ -1,0 +1,177 @@
+"""The integer reference engine: Loihi's arithmetic for a whole `NetworkSpec`, vectorised with torch.
+
+This is the model's computation (no pipeline shift): at model step t every layer sees step t of its inputs. The Lava
+run computes the same integers shifted by each layer's depth; `tests/test_lava_*.py` prove both agree spike for spike.
+Events are counted per synapse as they happen: spikes that arrive, and the synapses they reach (exact fan-out).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import fixed_point as fx
+from .errors import SpikeRegError
+from .fanout import fanout_map
+from .network import Edge, LayerSpec, NetworkSpec
+
+FLOAT32_EXACT = 1 << 24  # integers up to 2^24 survive a float32 sum exactly
+
+
+@dataclass
+class LayerCounts:
+    """Events of one layer over the T model steps (all integers, measured)."""
+
+    name: str
+    neurons: int
+    spikes: int = 0
+    input_spikes: int = 0
+    synops: int = 0
+    input_macs: int = 0
+    neuron_updates: int = 0
+    spikes_per_step: list[int] = field(default_factory=list)
+    synops_per_step: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class IntegerRun:
+    displacement: np.ndarray  # (3, D, H, W) float64, voxels
+    readout_sum: np.ndarray  # (3, D, H, W) int64: sum over T of the readout's integer synaptic input
+    counts: dict[str, LayerCounts]
+    time_steps: int
+    spikes: dict[str, list[np.ndarray]] | None = None  # per layer, per step, bool (C, D, H, W), if recorded
+
+
+def split_edge_weight(layer: LayerSpec, weight: np.ndarray, edge: Edge) -> np.ndarray:
+    """The slice of a layer's concatenated weight that one input edge uses (split by input channels)."""
+    lo, hi = edge.channel_offset, edge.channel_offset + edge.channels
+    return weight[lo:hi] if layer.kind == "convT" else weight[:, lo:hi]
+
+
+def expected_weight_shape(spec: NetworkSpec, layer: LayerSpec) -> tuple[int, ...]:
+    cin, cout = spec.in_channels(layer.name), layer.out_channels
+    head = (cin, cout) if layer.kind == "convT" else (cout, cin)
+    return head + tuple(layer.kernel)
+
+
+def synaptic_sum(layer: LayerSpec, x: torch.Tensor, w: torch.Tensor, exact_dtype: torch.dtype) -> torch.Tensor:
+    """Integer sum of weights x presynaptic values through a conv/transposed conv (exact in float)."""
+    xin = x.to(exact_dtype)[None]
+    if layer.kind == "convT":
+        out = F.conv_transpose3d(xin, w, stride=layer.stride, padding=layer.padding,
+                                 output_padding=layer.output_padding)
+    else:
+        out = F.conv3d(xin, w, stride=layer.stride, padding=layer.padding)
+    return torch.round(out[0]).to(torch.int64)
+
+
+class IntegerNetwork:
+    """A network ready to run in Loihi integers: weights split per edge, fan-out maps built per input shape."""
+
+    def __init__(self, spec: NetworkSpec, weights: dict[str, np.ndarray]) -> None:
+        self.spec = spec
+        self.edges = spec.edges()
+        self.edge_weights: dict[tuple[str, str], np.ndarray] = {}
+        for layer in spec.layers[1:]:
+            if layer.name not in weights:
+                raise SpikeRegError(f"no weights for layer {layer.name!r}")
+            w = np.asarray(weights[layer.name])
+            if w.shape != expected_weight_shape(spec, layer):
+                raise SpikeRegError(f"layer {layer.name!r}: weight shape {w.shape}, expected "
+                                    f"{expected_weight_shape(spec, layer)}")
+            problem = fx.check_weight_mantissa(w)
+            if problem:
+                raise SpikeRegError(f"layer {layer.name!r}: {problem}")
+            for edge in self.edges:
+                if edge.dst == layer.name:
+                    self.edge_weights[(edge.src, edge.dst)] = split_edge_weight(layer, w.astype(np.int64), edge)
+
+    def _exact_dtype(self, edge: Edge, payload_max: int) -> torch.dtype:
+        w = self.edge_weights[(edge.src, edge.dst)]
+        bound = int(np.abs(w).sum(axis=tuple(i for i in range(w.ndim) if i != (1 if self.spec.layer(edge.dst).kind
+                                                                                   == "convT" else 0))).max())
+        return torch.float32 if bound * payload_max < FLOAT32_EXACT else torch.float64
+
+    def run(self, image: np.ndarray, record_spikes: bool = False, progress: bool = False) -> IntegerRun:
+        """Run T model steps on a (C, D, H, W) float image in [0, 1] (the analog input, quantized to 8 bits)."""
+        spec = self.spec
+        if image.ndim != 4 or image.shape[0] != spec.input_channels:
+            raise SpikeRegError(f"input must be ({spec.input_channels}, D, H, W), got {tuple(image.shape)}")
+        geo = spec.geometry(image.shape[1:])
+        x_q = fx.quantize_input(torch.as_tensor(np.asarray(image, dtype=np.float64)))
+        dtypes: dict[tuple[str, str], torch.dtype] = {}
+        torch_w: dict[tuple[str, str], torch.Tensor] = {}
+        fanouts: dict[tuple[str, str], torch.Tensor] = {}
+        for edge in self.edges:
+            key = (edge.src, edge.dst)
+            payload_max = fx.INPUT_MAX if spec.layer(edge.src).kind == "input" else 1
+            dtypes[key] = self._exact_dtype(edge, payload_max)
+            torch_w[key] = torch.as_tensor(self.edge_weights[key]).to(dtypes[key])
+            dst = spec.layer(edge.dst)
+            fanouts[key] = torch.as_tensor(fanout_map(dst, geo[edge.src].out_shape, geo[edge.dst].out_shape))
+        counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
+        state: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for layer in spec.layers[1:]:
+            if layer.spiking:
+                shape = (layer.out_channels, *geo[layer.name].out_shape)
+                state[layer.name] = (torch.zeros(shape, dtype=torch.int64), torch.zeros(shape, dtype=torch.int64))
+        readout_sum = torch.zeros((spec.readout.out_channels, *geo[spec.readout.name].out_shape), dtype=torch.int64)
+        recorded: dict[str, list[np.ndarray]] | None = {n: [] for n in counts} if record_spikes else None
+        steps = range(spec.time_steps)
+        if progress:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc="reference engine", unit="step")
+        for _t in steps:
+            outputs: dict[str, torch.Tensor] = {spec.input_layer.name: x_q}
+            for layer in spec.layers[1:]:
+                c = counts[layer.name]
+                a_in = torch.zeros((layer.out_channels, *geo[layer.name].out_shape), dtype=torch.int64)
+                step_synops = 0
+                for edge in (e for e in self.edges if e.dst == layer.name):
+                    key = (edge.src, edge.dst)
+                    src_out = outputs[edge.src]
+                    part = synaptic_sum(layer, src_out, torch_w[key], dtypes[key])
+                    if spec.layer(edge.src).kind == "input":
+                        part = fx.analog_current(part)
+                        c.input_macs += geo[layer.name].macs  # dense: every payload is multiplied every step
+                    else:
+                        n_in = int(src_out.sum())
+                        ops = int((src_out.sum(dim=0).to(torch.int64) * fanouts[key]).sum())
+                        c.input_spikes += n_in
+                        step_synops += ops
+                    a_in += part
+                c.synops += step_synops
+                c.synops_per_step.append(step_synops)
+                if layer.kind == "readout":
+                    readout_sum += a_in
+                    c.neuron_updates += c.neurons
+                    continue
+                u, v = state[layer.name]
+                u, v, spikes = fx.cuba_step(u, v, a_in, layer.neuron)
+                state[layer.name] = (u, v)
+                n_spk = int(spikes.sum())
+                c.spikes += n_spk
+                c.spikes_per_step.append(n_spk)
+                c.neuron_updates += c.neurons
+                outputs[layer.name] = spikes
+                if recorded is not None:
+                    recorded[layer.name].append(spikes.numpy().copy())
+        displacement = readout_sum.numpy().astype(np.float64) * (spec.readout_scale / spec.time_steps)
+        return IntegerRun(displacement, readout_sum.numpy(), counts, spec.time_steps, recorded)
+
+
+def estimate_engine_memory(spec: NetworkSpec, input_shape: tuple[int, int, int]) -> int:
+    """Bytes the reference engine holds at its peak (states, one step of outputs, fan-out maps), roughly."""
+    geo = spec.geometry(input_shape)
+    states = sum(2 * 8 * g.neurons for n, g in geo.items() if spec.layer(n).spiking)
+    outputs = sum(g.neurons for g in geo.values()) * 9  # bool spikes + one int64 a_in per layer at a time
+    fan = sum(8 * math.prod(geo[e.src].out_shape) for e in spec.edges())
+    return states + outputs + fan

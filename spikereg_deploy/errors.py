@@ -1,0 +1,79 @@
+"""User-facing errors and the one place that turns them into exit status 2.
+
+A user's mistake (a bad file, a shape the network cannot take) must end in one line that names the file and the
+problem, never in a traceback; programming errors still raise normally so they are not hidden.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+EXIT_USER_ERROR = 2
+
+F = TypeVar("F", bound=Callable[..., int | None])
+
+
+class SpikeRegError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class NetFormatError(SpikeRegError):
+    """A `.net` file that is not a valid spikereg/NetX network."""
+
+
+class CheckpointError(SpikeRegError):
+    """A checkpoint that cannot rebuild the model it claims to hold."""
+
+
+class DataError(SpikeRegError):
+    """An image, label map or pair list that cannot be used."""
+
+
+def cli_entry(func: F) -> Callable[..., int]:
+    """Wrap a CLI `main` so that SpikeRegError becomes one line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> int:
+        prog = Path(sys.argv[0]).name or "spikereg"
+        try:
+            result = func(*args, **kwargs)
+        except SpikeRegError as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        return 0 if result is None else int(result)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    Readers never see a half-written file, and a failed run leaves nothing behind.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise

@@ -1,0 +1,331 @@
+"""The one description of a spiking registration U-Net that every stage reads.
+
+Export, mapping, simulation and energy accounting all need the same facts: which layers exist, what feeds what (in
+which channel order), the shape of every map for a given input volume, fan-in, the dense-ANN MAC count, and the
+pipeline timing (every synapse adds one time step on Loihi and in Lava). Keeping them here, framework-free, means the
+stages cannot drift apart.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from .errors import SpikeRegError
+
+Triple = tuple[int, int, int]
+LayerKind = Literal["input", "conv", "convT", "readout"]
+LAYER_KINDS: tuple[str, ...] = ("input", "conv", "convT", "readout")
+
+#: Longest axonal delay a Loihi synapse/axon can hold (Davies et al. 2018; lava-dl's delay blocks use 62).
+MAX_AXON_DELAY = 62
+
+
+def as_triple(value: int | tuple[int, ...] | list[int], name: str) -> Triple:
+    """Normalise an int or 3-sequence of non-negative ints to a 3-tuple."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if int(value) != value:
+            raise SpikeRegError(f"{name} must be an integer, got {value!r}")
+        return (int(value),) * 3
+    seq = tuple(value)
+    if len(seq) != 3 or any(int(v) != v for v in seq):
+        raise SpikeRegError(f"{name} must be an int or three ints, got {value!r}")
+    return tuple(int(v) for v in seq)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """CUBA neuron parameters in Loihi's integer units (what the hardware is configured with).
+
+    i_decay, v_decay: 12-bit decays (4096 = full decay per step); vth_mant: threshold mantissa, compared after a
+    left shift by 6 against the 24-bit voltage. These are lava-dl's exported `iDecay`, `vDecay`, `vThMant`.
+    """
+
+    i_decay: int
+    v_decay: int
+    vth_mant: int
+    ref_delay: int = 1
+    graded: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("i_decay", "v_decay"):
+            value = getattr(self, name)
+            if not 0 <= value <= 4096:
+                raise SpikeRegError(f"neuron {name} must be in [0, 4096], got {value}")
+        if not 0 < self.vth_mant < (1 << 17):
+            raise SpikeRegError(f"neuron vth_mant must be in (0, 2^17), got {self.vth_mant}")
+        if self.ref_delay != 1:
+            raise SpikeRegError("only refDelay == 1 (no refractory period) is supported, as SLAYER's CUBA exports")
+        if self.graded:
+            raise SpikeRegError("graded-spike neurons are not supported by this network description yet")
+
+    @classmethod
+    def from_float(cls, threshold: float, current_decay: float, voltage_decay: float) -> NeuronSpec:
+        """Quantize SLAYER's float parameters exactly as lava-dl's CUBA neuron exports them."""
+        return cls(
+            i_decay=int(round(4096 * current_decay)),
+            v_decay=int(round(4096 * voltage_decay)),
+            vth_mant=int(threshold * 64),
+        )
+
+    @property
+    def threshold(self) -> float:
+        """Threshold in SLAYER's float units (weights are mantissa / 64)."""
+        return self.vth_mant / 64
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer: a synapse kind (conv, transposed conv, readout conv) plus, unless a readout, CUBA neurons.
+
+    `inputs` lists the source layers in channel order: a decoder layer fed by a skip concatenation has two, and its
+    weight is split by input channels into one synapse per source (no copy, as on Loihi).
+    """
+
+    name: str
+    kind: LayerKind
+    out_channels: int
+    inputs: tuple[str, ...] = ()
+    kernel: Triple = (3, 3, 3)
+    stride: Triple = (1, 1, 1)
+    padding: Triple = (1, 1, 1)
+    output_padding: Triple = (0, 0, 0)
+    neuron: NeuronSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYER_KINDS:
+            raise SpikeRegError(f"layer {self.name!r}: unknown kind {self.kind!r}")
+        if not self.name or "/" in self.name:
+            raise SpikeRegError(f"layer name {self.name!r} must be non-empty and contain no '/'")
+        if self.out_channels <= 0:
+            raise SpikeRegError(f"layer {self.name!r}: out_channels must be positive")
+        for attr in ("kernel", "stride", "padding", "output_padding"):
+            object.__setattr__(self, attr, as_triple(getattr(self, attr), f"layer {self.name!r} {attr}"))
+        if any(k <= 0 for k in self.kernel) or any(s <= 0 for s in self.stride):
+            raise SpikeRegError(f"layer {self.name!r}: kernel and stride must be positive")
+        if any(p < 0 for p in self.padding + self.output_padding):
+            raise SpikeRegError(f"layer {self.name!r}: padding must be non-negative")
+        if self.kind == "input":
+            if self.inputs:
+                raise SpikeRegError(f"input layer {self.name!r} cannot have inputs")
+        elif not self.inputs:
+            raise SpikeRegError(f"layer {self.name!r} has no inputs")
+        if len(set(self.inputs)) != len(self.inputs):
+            raise SpikeRegError(f"layer {self.name!r} lists an input twice")
+        spiking = self.kind in ("conv", "convT")
+        if spiking and self.neuron is None:
+            raise SpikeRegError(f"layer {self.name!r} ({self.kind}) needs neuron parameters")
+        if not spiking and self.neuron is not None:
+            raise SpikeRegError(f"layer {self.name!r} ({self.kind}) has no neurons")
+
+    @property
+    def spiking(self) -> bool:
+        return self.neuron is not None
+
+    def output_shape(self, in_shape: Triple) -> Triple:
+        """Spatial output shape for a spatial input shape (conv arithmetic as torch defines it)."""
+        if self.kind == "input":
+            return in_shape
+        out = []
+        for n, k, s, p, op in zip(in_shape, self.kernel, self.stride, self.padding, self.output_padding,
+                                  strict=True):
+            if self.kind == "convT":
+                out.append((n - 1) * s - 2 * p + k + op)
+            else:
+                out.append((n + 2 * p - k) // s + 1)
+        return tuple(out)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A synapse from `src` into `dst`: its slice of dst's concatenated input channels and its axonal delay."""
+
+    src: str
+    dst: str
+    order: int
+    channel_offset: int
+    channels: int
+    delay: int
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Everything about one layer that depends on the input volume size."""
+
+    name: str
+    in_channels: int
+    in_shape: Triple
+    out_shape: Triple
+    neurons: int
+    fan_in: int
+    macs: int
+    synapses: int
+    depth: int
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A validated DAG of layers in topological order, with timing (depth, delays) derived from the edges."""
+
+    layers: tuple[LayerSpec, ...]
+    time_steps: int
+    input_channels: int = 2
+    readout_scale: float = 1.0
+    name: str = "spikereg-unet"
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.time_steps <= 0:
+            raise SpikeRegError(f"time_steps must be positive, got {self.time_steps}")
+        if not (math.isfinite(self.readout_scale) and self.readout_scale > 0):
+            raise SpikeRegError(f"readout_scale must be a positive finite number, got {self.readout_scale}")
+        index: dict[str, int] = {}
+        for i, layer in enumerate(self.layers):
+            if layer.name in index:
+                raise SpikeRegError(f"duplicate layer name {layer.name!r}")
+            for src in layer.inputs:
+                if src not in index:
+                    raise SpikeRegError(f"layer {layer.name!r} reads {src!r}, which is not an earlier layer")
+                if self.layers[index[src]].kind == "readout":
+                    raise SpikeRegError(f"layer {layer.name!r} reads the readout {src!r}")
+            index[layer.name] = i
+        kinds = [layer.kind for layer in self.layers]
+        if kinds.count("input") != 1 or kinds[0] != "input":
+            raise SpikeRegError("a network needs exactly one input layer, first")
+        if kinds.count("readout") != 1 or kinds[-1] != "readout":
+            raise SpikeRegError("a network needs exactly one readout layer, last")
+        object.__setattr__(self, "_index", index)
+        for edge in self.edges():
+            if edge.delay > MAX_AXON_DELAY:
+                raise SpikeRegError(
+                    f"skip {edge.src}->{edge.dst} needs an axonal delay of {edge.delay} steps; Loihi holds at most "
+                    f"{MAX_AXON_DELAY}"
+                )
+
+    # -- structure -------------------------------------------------------------------------------------------
+    def layer(self, name: str) -> LayerSpec:
+        try:
+            return self.layers[self._index[name]]
+        except KeyError:
+            raise SpikeRegError(f"no layer named {name!r}") from None
+
+    @property
+    def input_layer(self) -> LayerSpec:
+        return self.layers[0]
+
+    @property
+    def readout(self) -> LayerSpec:
+        return self.layers[-1]
+
+    def channels_of(self, name: str) -> int:
+        layer = self.layer(name)
+        return self.input_channels if layer.kind == "input" else layer.out_channels
+
+    def in_channels(self, name: str) -> int:
+        return sum(self.channels_of(src) for src in self.layer(name).inputs)
+
+    def consumers(self, name: str) -> list[str]:
+        return [layer.name for layer in self.layers if name in layer.inputs]
+
+    # -- timing ----------------------------------------------------------------------------------------------
+    def depths(self) -> dict[str, int]:
+        """Time steps from the input to each layer's neurons: one per synapse on the longest path."""
+        depth: dict[str, int] = {}
+        for layer in self.layers:
+            depth[layer.name] = 0 if layer.kind == "input" else 1 + max(depth[s] for s in layer.inputs)
+        return depth
+
+    def edges(self) -> list[Edge]:
+        """Synapses in layer order; a skip carries the delay that lines it up with the deep path."""
+        depth = self.depths()
+        out: list[Edge] = []
+        for layer in self.layers:
+            offset = 0
+            for order, src in enumerate(layer.inputs):
+                channels = self.channels_of(src)
+                delay = depth[layer.name] - 1 - depth[src]
+                out.append(Edge(src, layer.name, order, offset, channels, delay))
+                offset += channels
+        return out
+
+    @property
+    def pipeline_depth(self) -> int:
+        """Depth of the readout: the run needs this many steps beyond T."""
+        return self.depths()[self.readout.name]
+
+    @property
+    def run_steps(self) -> int:
+        """Steps a pipelined (Lava/Loihi) run needs so that the readout sees all T model steps."""
+        return self.time_steps + self.pipeline_depth
+
+    # -- geometry --------------------------------------------------------------------------------------------
+    def required_multiple(self) -> int:
+        """Input sizes must be divisible by this (the product of the encoder strides) for the skips to line up."""
+        total = 1
+        for layer in self.layers:
+            if layer.kind == "conv":
+                total *= max(layer.stride)
+        return total
+
+    def geometry(self, input_shape: tuple[int, int, int] | list[int]) -> dict[str, LayerGeometry]:
+        """Shapes, neurons, fan-in, synapses and dense-ANN MACs of every layer for one input volume size.
+
+        MACs count what a dense ANN of the same architecture computes: conv = out voxels x Cout x Cin x k^3
+        (padding included, as a framework does), transposed conv = in voxels x Cin x Cout x k^3.
+        """
+        shape_in = as_triple(list(input_shape), "input shape")
+        if any(n <= 0 for n in shape_in):
+            raise SpikeRegError(f"input shape must be positive, got {shape_in}")
+        shapes: dict[str, Triple] = {}
+        depth = self.depths()
+        geo: dict[str, LayerGeometry] = {}
+        for layer in self.layers:
+            if layer.kind == "input":
+                shapes[layer.name] = shape_in
+                geo[layer.name] = LayerGeometry(layer.name, 0, shape_in, shape_in,
+                                                self.input_channels * math.prod(shape_in), 0, 0, 0, 0)
+                continue
+            src_shapes = {shapes[s] for s in layer.inputs}
+            if len(src_shapes) != 1:
+                detail = ", ".join(f"{s}={'x'.join(map(str, shapes[s]))}" for s in layer.inputs)
+                raise SpikeRegError(
+                    f"input shape {'x'.join(map(str, shape_in))} does not fit the network: layer {layer.name!r} "
+                    f"concatenates maps of different sizes ({detail}); use sizes divisible by "
+                    f"{self.required_multiple()}"
+                )
+            in_shape = src_shapes.pop()
+            out_shape = layer.output_shape(in_shape)
+            if any(n <= 0 for n in out_shape):
+                raise SpikeRegError(
+                    f"input shape {'x'.join(map(str, shape_in))} is too small: layer {layer.name!r} would have an "
+                    f"empty output"
+                )
+            shapes[layer.name] = out_shape
+            cin = self.in_channels(layer.name)
+            cout = layer.out_channels
+            k3 = math.prod(layer.kernel)
+            if layer.kind == "convT":
+                macs = math.prod(in_shape) * cin * cout * k3
+                taps = math.prod(math.ceil(k / s) for k, s in zip(layer.kernel, layer.stride, strict=True))
+                fan_in = cin * taps
+            else:
+                macs = math.prod(out_shape) * cout * cin * k3
+                fan_in = cin * k3
+            geo[layer.name] = LayerGeometry(
+                name=layer.name, in_channels=cin, in_shape=in_shape, out_shape=out_shape,
+                neurons=cout * math.prod(out_shape), fan_in=fan_in, macs=macs,
+                synapses=cin * cout * k3, depth=depth[layer.name],
+            )
+        return geo
+
+    def fingerprint(self) -> str:
+        """Short hash of the architecture (not the weights): reports and mappings carry it to catch mix-ups."""
+        parts = [f"{self.input_channels}"]
+        for layer in self.layers:
+            parts.append(f"{layer.name}:{layer.kind}:{layer.out_channels}:{','.join(layer.inputs)}:{layer.kernel}:"
+                         f"{layer.stride}:{layer.padding}:{layer.output_padding}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def with_time_steps(self, time_steps: int) -> NetworkSpec:
+        return replace(self, time_steps=time_steps)

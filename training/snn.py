@@ -1,0 +1,125 @@
+"""The spiking 3-D registration U-Net in SLAYER: CUBA neurons from lava-dl, 3-D synapses from `synapses.py`.
+
+The layer graph comes from `spikereg_deploy.unet.build_unet_spec`, so the trained model, the exported `.net` and every
+simulator share one description. Run in eval mode, this forward is the quantized model: SLAYER's CUBA neuron computes
+Loihi's integers exactly (state scale 2^12, 8-bit weight mantissas / 64), and the two parts SLAYER lacks are made exact
+here: the analog input current (8-bit payload, sum >> 8) and the readout's integer sum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from lava.lib.dl.slayer.neuron import cuba
+
+from spikereg_deploy import fixed_point as fx
+from spikereg_deploy.network import NetworkSpec
+from spikereg_deploy.unet import UNetConfig, build_unet_spec
+
+from .synapses import Conv3dSynapse, ConvTranspose3dSynapse
+
+
+@dataclass
+class ForwardResult:
+    displacement: torch.Tensor  # (N, 3, D, H, W) voxels
+    spikes: dict[str, torch.Tensor]  # layer -> (N, C, D, H, W, T)
+    readout_sum: torch.Tensor  # (N, 3, D, H, W) int64: sum over T of the readout's integer synaptic input
+
+
+class SpikingUNet(torch.nn.Module):
+    """SpikeReg-style spiking U-Net: analog input current, CUBA spiking encoder/decoder, non-spiking readout."""
+
+    def __init__(self, config: UNetConfig | None = None, weight_scale: float = 2.0) -> None:
+        super().__init__()
+        self.config = config or UNetConfig()
+        self.spec: NetworkSpec = build_unet_spec(self.config)
+        self.synapses = torch.nn.ModuleDict()
+        self.neurons = torch.nn.ModuleDict()
+        for layer in self.spec.layers[1:]:
+            cls = ConvTranspose3dSynapse if layer.kind == "convT" else Conv3dSynapse
+            self.synapses[layer.name] = cls(self.spec.in_channels(layer.name), layer.out_channels, layer.kernel,
+                                            layer.stride, layer.padding, layer.output_padding, weight_scale)
+            if layer.neuron is not None:
+                self.neurons[layer.name] = cuba.Neuron(
+                    threshold=layer.neuron.threshold,
+                    current_decay=layer.neuron.i_decay / fx.DECAY_UNITY,
+                    voltage_decay=layer.neuron.v_decay / fx.DECAY_UNITY,
+                    shared_param=True, persistent_state=False, requires_grad=False,
+                )
+        self._neuron_shape: tuple[int, ...] | None = None
+
+    def _reset_neuron_shapes(self, shape: tuple[int, ...]) -> None:
+        """SLAYER neurons lock onto their first input's shape; a new volume size must unlock them."""
+        if self._neuron_shape != shape:
+            for neuron in self.neurons.values():
+                neuron.shape = None
+            self._neuron_shape = shape
+
+    def _analog_current(self, name: str, image: torch.Tensor) -> torch.Tensor:
+        """First-layer current: exact Loihi integers forward, the float conv's gradient backward."""
+        syn = self.synapses[name]
+        w = syn.quantized_weight()
+        smooth = syn.conv(image, w)
+        with torch.no_grad():
+            payload = fx.quantize_input(image.double())
+            total = syn.conv(payload.double(), (w.double() * fx.WEIGHT_SCALE).round())
+            exact = fx.analog_current(total.round().to(torch.int64)).to(smooth.dtype) / fx.WEIGHT_SCALE
+        return smooth + (exact - smooth).detach()
+
+    def forward(self, image: torch.Tensor) -> ForwardResult:
+        """image: (N, C, D, H, W) intensities in [0, 1]; returns the displacement (mean over T) and all spikes."""
+        spec, t_steps = self.spec, self.config.time_steps
+        if image.ndim != 5 or image.shape[1] != spec.input_channels:
+            raise ValueError(f"expected (N, {spec.input_channels}, D, H, W), got {tuple(image.shape)}")
+        spec.geometry(tuple(image.shape[2:]))  # raises a SpikeRegError for sizes the net cannot take
+        self._reset_neuron_shapes(tuple(image.shape[2:]))
+        outputs: dict[str, torch.Tensor] = {}
+        readout_float = None
+        for layer in spec.layers[1:]:
+            if layer.inputs == (spec.input_layer.name,):
+                current = self._analog_current(layer.name, image)
+                syn_out = current[..., None].expand(*current.shape, t_steps)
+            else:
+                src = torch.cat([outputs[s] for s in layer.inputs], dim=1)
+                syn_out = self.synapses[layer.name](src)
+            if layer.kind == "readout":
+                readout_float = syn_out
+                continue
+            outputs[layer.name] = self.neurons[layer.name](syn_out)
+        assert readout_float is not None
+        with torch.no_grad():
+            readout_sum = torch.round(readout_float.double().sum(-1) * fx.WEIGHT_SCALE).to(torch.int64)
+        displacement = readout_float.mean(-1) * self.config.readout_gain
+        return ForwardResult(displacement, outputs, readout_sum)
+
+    def integer_weights(self) -> dict[str, np.ndarray]:
+        """Per-layer weight mantissas in the .net layouts (conv: Cout,Cin,k,k,k; convT: Cin,Cout,k,k,k)."""
+        return {name: syn.integer_weight() for name, syn in self.synapses.items()}
+
+    def load_integer_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Set float weights to mantissa / 64 so quantization reproduces the given integers exactly."""
+        with torch.no_grad():
+            for name, syn in self.synapses.items():
+                w = torch.as_tensor(np.asarray(weights[name], dtype=np.float64) / fx.WEIGHT_SCALE)
+                if w.shape != syn.weight.shape:
+                    raise ValueError(f"layer {name}: weight shape {tuple(w.shape)} != {tuple(syn.weight.shape)}")
+                syn.weight.copy_(w.to(syn.weight.dtype))
+
+
+def exact_displacement(result: ForwardResult, spec: NetworkSpec) -> np.ndarray:
+    """Displacement from the integer readout sum, in float64 exactly as the simulators compute it."""
+    return result.readout_sum.numpy().astype(np.float64) * (spec.readout_scale / spec.time_steps)
+
+
+def seeded_model(config: UNetConfig | None = None, seed: int = 0) -> SpikingUNet:
+    """The default architecture with reproducible random weights."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return SpikingUNet(config)
+    finally:
+        torch.random.set_rng_state(gen_state)
+
+
+__all__ = ["SpikingUNet", "ForwardResult", "exact_displacement", "seeded_model"]
