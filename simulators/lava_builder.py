@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from spikereg_deploy import fixed_point as fx
-from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, LayerCounts
+from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, LayerCounts, max_abs_row_sum
 from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.fanout import fanout_map
 from spikereg_deploy.network import NetworkSpec
@@ -41,7 +41,8 @@ def _lif(spec_layer, shape: tuple[int, ...], tag: str):
     n = spec_layer.neuron
     if tag == "fixed_pt":
         if n.i_decay < 1:
-            raise SpikeRegError(f"layer {spec_layer.name!r}: iDecay 0 cannot be expressed in lava-nc's LIF (du = iDecay-1)")
+            raise SpikeRegError(
+                f"layer {spec_layer.name!r}: iDecay 0 cannot be expressed in lava-nc's LIF (du = iDecay - 1)")
         # lava-nc's bit-accurate LIF decays u by (du + 1); netx passes du = iDecay - 1 for the same reason.
         return LIF(shape=shape, du=n.i_decay - 1, dv=n.v_decay, vth=n.vth_mant, bias_mant=0, bias_exp=6,
                    name=spec_layer.name)
@@ -86,7 +87,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
         dst = spec.layer(edge.dst)
         analog = spec.layer(edge.src).kind == "input"
         w = net.edge_weights[(edge.src, edge.dst)]
-        bound = int(np.abs(w).sum(axis=tuple(i for i in range(w.ndim) if i != (1 if dst.kind == "convT" else 0))).max())
+        bound = max_abs_row_sum(w, dst.kind)
         record = record_spikes and not analog and edge.src not in recorder_of
         if record:
             recorder_of[edge.src] = (edge.src, edge.dst)

@@ -55,6 +55,12 @@ def split_edge_weight(layer: LayerSpec, weight: np.ndarray, edge: Edge) -> np.nd
     return weight[lo:hi] if layer.kind == "convT" else weight[:, lo:hi]
 
 
+def max_abs_row_sum(weight: np.ndarray, kind: str) -> int:
+    """Largest sum of |w| into one output channel: bounds |synaptic sum| for unit payloads."""
+    out_axis = 1 if kind == "convT" else 0
+    return int(np.abs(weight).sum(axis=tuple(i for i in range(weight.ndim) if i != out_axis)).max(initial=0))
+
+
 def expected_weight_shape(spec: NetworkSpec, layer: LayerSpec) -> tuple[int, ...]:
     cin, cout = spec.in_channels(layer.name), layer.out_channels
     head = (cin, cout) if layer.kind == "convT" else (cout, cin)
@@ -94,9 +100,7 @@ class IntegerNetwork:
                     self.edge_weights[(edge.src, edge.dst)] = split_edge_weight(layer, w.astype(np.int64), edge)
 
     def _exact_dtype(self, edge: Edge, payload_max: int) -> torch.dtype:
-        w = self.edge_weights[(edge.src, edge.dst)]
-        bound = int(np.abs(w).sum(axis=tuple(i for i in range(w.ndim) if i != (1 if self.spec.layer(edge.dst).kind
-                                                                                   == "convT" else 0))).max())
+        bound = max_abs_row_sum(self.edge_weights[(edge.src, edge.dst)], self.spec.layer(edge.dst).kind)
         return torch.float32 if bound * payload_max < FLOAT32_EXACT else torch.float64
 
     def run(self, image: np.ndarray, record_spikes: bool = False, progress: bool = False) -> IntegerRun:
