@@ -12,21 +12,30 @@ import torch
 from spikereg_deploy.errors import CheckpointError, SpikeRegError, atomic_output
 from spikereg_deploy.unet import UNetConfig
 
+from .ann import AnnUNet
 from .snn import SpikingUNet
+
+MODEL_KINDS = {"snn": SpikingUNet, "ann": AnnUNet}
 
 CHECKPOINT_FORMAT = "spikereg-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: SpikingUNet, meta: dict[str, Any] | None = None) -> Path:
-    """Write atomically: a crash mid-save never leaves a truncated checkpoint under the final name."""
+def save_checkpoint(path: str | os.PathLike[str], model: SpikingUNet | AnnUNet, meta: dict[str, Any] | None = None,
+                    training_state: dict[str, Any] | None = None) -> Path:
+    """Write atomically: a crash mid-save never leaves a truncated checkpoint under the final name.
+
+    `training_state` (optimizer state, step, RNG states) makes a run resumable; exported models do not need it.
+    """
+    kind = "ann" if isinstance(model, AnnUNet) else "snn"
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "kind": "snn",
+        "kind": kind,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
+        "training_state": training_state or {},
     }
     with atomic_output(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
@@ -50,17 +59,21 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                               p)
     if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("state_dict"), dict):
         raise CheckpointError("checkpoint lacks a config or a state dict", p)
+    if payload.get("kind") not in MODEL_KINDS:
+        raise CheckpointError(f"unknown model kind {payload.get('kind')!r}", p)
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> SpikingUNet:
-    """Rebuild the model from its stored config and load the weights strictly."""
+def load_checkpoint(path: str | os.PathLike[str], kind: str | None = "snn") -> SpikingUNet | AnnUNet:
+    """Rebuild the model from its stored config and load the weights strictly (`kind` None accepts either)."""
     payload = read_checkpoint(path)
+    if kind is not None and payload["kind"] != kind:
+        raise CheckpointError(f"checkpoint holds an {payload['kind']} model, expected {kind}", path)
     try:
         config = UNetConfig.from_dict(payload["config"])
     except (SpikeRegError, TypeError, ValueError) as err:
         raise CheckpointError(f"invalid model config: {err}", path) from None
-    model = SpikingUNet(config)
+    model = MODEL_KINDS[payload["kind"]](config)
     state = payload["state_dict"]
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -67,8 +67,17 @@ class SpikingUNet(torch.nn.Module):
             exact = fx.analog_current(total.round().to(torch.int64)).to(smooth.dtype) / fx.WEIGHT_SCALE
         return smooth + (exact - smooth).detach()
 
-    def forward(self, image: torch.Tensor) -> ForwardResult:
-        """image: (N, C, D, H, W) intensities in [0, 1]; returns the displacement (mean over T) and all spikes."""
+    def set_threshold(self, name: str, threshold: float) -> None:
+        """Change one layer's threshold (calibration); quantized to the mantissa grid as SLAYER does."""
+        neuron = self.neurons[name]
+        neuron._threshold = int(threshold * fx.WEIGHT_SCALE) / fx.WEIGHT_SCALE
+        neuron.tau_rho = neuron._threshold  # SLAYER sets the surrogate width to tau_grad (1) x threshold
+
+    def forward(self, image: torch.Tensor, stop_after: str | None = None) -> ForwardResult:
+        """image: (N, C, D, H, W) intensities in [0, 1]; returns the displacement (mean over T) and all spikes.
+
+        `stop_after` ends the pass after that layer (calibration): the displacement is then empty.
+        """
         spec, t_steps = self.spec, self.config.time_steps
         if image.ndim != 5 or image.shape[1] != spec.input_channels:
             raise ValueError(f"expected (N, {spec.input_channels}, D, H, W), got {tuple(image.shape)}")
@@ -87,6 +96,9 @@ class SpikingUNet(torch.nn.Module):
                 readout_float = syn_out
                 continue
             outputs[layer.name] = self.neurons[layer.name](syn_out)
+            if layer.name == stop_after:
+                empty = torch.zeros(0)
+                return ForwardResult(empty, outputs, empty.to(torch.int64))
         assert readout_float is not None
         with torch.no_grad():
             readout_sum = torch.round(readout_float.double().sum(-1) * fx.WEIGHT_SCALE).to(torch.int64)

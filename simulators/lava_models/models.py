@@ -19,11 +19,11 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-# Absolute import: Lava loads this file by path as a top-level module, where relative imports fail.
-from spikereg_deploy.simulators.lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator
-
 from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.engine import synaptic_sum
+
+# Absolute import: Lava loads this file by path as a top-level module, where relative imports fail.
+from spikereg_deploy.simulators.lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

@@ -1,0 +1,213 @@
+"""Build and render the energy report (JSON, CSV, Markdown, PNG) from a simulation report and optional mapping."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .energy import (
+    E_AC_45NM,
+    E_MAC_45NM,
+    layer_rows,
+    loihi_energy,
+    paper_check,
+    proxy_energy,
+    ratio_variants,
+)
+from .errors import SpikeRegError, atomic_output
+from .network import NetworkSpec
+
+ENERGY_FORMAT = "spikereg-energy-report"
+ENERGY_VERSION = 1
+SIM_FORMAT, SIM_VERSION = "spikereg-simulation-report", 1
+
+
+def load_simulation_report(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise SpikeRegError("no such report file", p) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SpikeRegError(f"not a JSON report ({type(err).__name__})", p) from None
+    if not isinstance(data, dict) or data.get("format") != SIM_FORMAT:
+        raise SpikeRegError(f"not a {SIM_FORMAT} file", p)
+    if not isinstance(data.get("version"), int) or data["version"] > SIM_VERSION:
+        raise SpikeRegError(f"report format version {data.get('version')!r} is newer than this tool reads "
+                            f"({SIM_VERSION})", p)
+    for key in ("network", "input_shape", "time_steps", "layers"):
+        if key not in data:
+            raise SpikeRegError(f"report lacks {key!r}", p)
+    return data
+
+
+def check_report_matches(report: dict[str, Any], spec: NetworkSpec, path: str | Path) -> None:
+    """A report from another network cannot be costed against this one."""
+    fp = report.get("network", {}).get("fingerprint")
+    if fp != spec.fingerprint():
+        raise SpikeRegError(f"report is from another network (fingerprint {fp}, expected {spec.fingerprint()})", path)
+    names = [row.get("name") for row in report["layers"]]
+    if names != [layer.name for layer in spec.layers[1:]]:
+        raise SpikeRegError("report layers do not match the network's layers", path)
+    if report["time_steps"] != spec.time_steps:
+        raise SpikeRegError(f"report T={report['time_steps']} differs from the network's T={spec.time_steps}", path)
+
+
+def build_energy_report(report: dict[str, Any], spec: NetworkSpec, loihi_energies: dict[str, float],
+                        loihi_sources: dict[str, str], profile_name: str,
+                        mapping: dict[str, Any] | None = None) -> dict[str, Any]:
+    rows = layer_rows(report, spec)
+    t = int(report["time_steps"])
+    hops = None
+    if mapping is not None:
+        hops = mapping.get("spike_hops_per_inference")
+    out = {
+        "format": ENERGY_FORMAT,
+        "version": ENERGY_VERSION,
+        "network": report["network"],
+        "input_shape": report["input_shape"],
+        "time_steps": t,
+        "engine": report.get("engine"),
+        "layers": [asdict(r) for r in rows],
+        "proxy_45nm": proxy_energy(rows),
+        "ratio_variants": ratio_variants(rows, t),
+        "paper_check": paper_check(t),
+        "loihi": {**loihi_energy(rows, loihi_energies, hops), "profile": profile_name,
+                  "constants_pJ": loihi_energies, "sources": loihi_sources,
+                  "hops_from": "mapping (projected placement)" if hops is not None else "no mapping given"},
+        "units": {
+            "ann_macs": "multiply-accumulates of the dense ANN per inference (exact, from the network description)",
+            "input_spikes": "spikes arriving over T steps (measured)",
+            "input_rate": "spikes per presynaptic neuron per step (measured)",
+            "synops_measured": "synaptic events over T steps: spikes x exact fan-out (measured)",
+            "synops_projected": "input_rate x ANN MACs x T (projected: the usual proxy)",
+            "analog_macs": "MACs of the analog first layer over T steps (measured)",
+            "energy": "pJ per inference (projected from counts x per-op constants)",
+        },
+    }
+    return out
+
+
+def to_csv(energy: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    fields = list(energy["layers"][0].keys())
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for row in energy["layers"]:
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _fmt(x: float | int | None, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:.{digits}g}"
+
+
+def to_markdown(energy: dict[str, Any]) -> str:
+    t = energy["time_steps"]
+    lines = [f"# Energy report ({energy['engine']} run, T={t}, input {'x'.join(map(str, energy['input_shape']))})",
+             "", "Per layer. SynOps measured = counted in the run; projected = input rate x ANN MACs x T.", "",
+             "| layer | neurons | ANN MACs (exact) | input spikes (measured) | input rate (measured) | "
+             "SynOps measured | SynOps projected | measured/projected | analog MACs (measured) | neuron updates |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in energy["layers"]:
+        lines.append(f"| {r['name']} | {r['neurons']:,} | {r['ann_macs']:,} | {r['input_spikes']:,} | "
+                     f"{_fmt(r['input_rate'])} | {r['synops_measured']:,} | {_fmt(r['synops_projected'])} | "
+                     f"{_fmt(r['measured_over_projected'])} | {r['analog_macs']:,} | {r['neuron_updates']:,} |")
+    p = energy["proxy_45nm"]
+    lines += ["", "## 45 nm proxy (projected energy from measured counts)", "",
+              f"- formula: {p['formula']}",
+              f"- E_MAC = {E_MAC_45NM.value} pJ ({E_MAC_45NM.source}); E_AC = {E_AC_45NM.value} pJ ({E_AC_45NM.source})",
+              f"- ANN: {p['ann_macs']:,} MACs -> {p['ann_energy_pJ'] / 1e6:.3f} uJ per inference",
+              f"- SNN: {p['snn_synops_measured']:,} SynOps + {p['snn_analog_macs_measured']:,} analog MACs -> "
+              f"{p['snn_energy_pJ'] / 1e6:.3f} uJ per inference",
+              "", "## ANN/SNN energy ratio, every way it is computed", "",
+              "| variant | how | formula | T | rate | weighting | SynOps/MAC | ratio |", "|---|---|---|---:|---:|---|---:|---:|"]
+    for v in energy["ratio_variants"]:
+        lines.append(f"| {v['name']} | {v['how']} | {v['formula']} | {v['T']} | {_fmt(v['rate'])} | {v['weighting']} |"
+                     f" {_fmt(v['synops_per_mac'])} | {_fmt(v['ratio'])}x |")
+    pc = energy["paper_check"]
+    lines += ["", f"Paper: {pc['paper_ratio']}x at {100 * pc['paper_mean_rate']:.1f} % mean rate. With the public "
+              f"formula the paper's rate gives {pc['public_formula_with_paper_rate']:.1f}x at T={pc['T']}; "
+              f"{pc['paper_ratio']}x needs SynOps/MAC = {pc['synops_per_mac_needed_for_paper_ratio']:.3f}.", ""]
+    lo = energy["loihi"]
+    lines += [f"## Loihi per-operation model (profile {lo['profile']}, projected from measured counts)", ""]
+    for part, value in lo["parts_pJ"].items():
+        lines.append(f"- {part}: {value / 1e6:.3f} uJ per inference")
+    lines.append(f"- total: {lo['total_pJ'] / 1e6:.3f} uJ per inference; hops: {lo['hops_from']}")
+    for key, value in lo["constants_pJ"].items():
+        lines.append(f"  - {key} = {value} pJ ({lo['sources'].get(key, '')})")
+    return "\n".join(lines) + "\n"
+
+
+def plot_energy(energy: dict[str, Any], outdir: Path) -> list[Path]:
+    """PNG plots: SynOps measured vs projected, spike rate per layer, energy split by operation kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = energy["layers"]
+    names = [r["name"] for r in rows]
+    paths = []
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names)), 3.8))
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], [r["synops_measured"] for r in rows], width=0.4, label="measured (counted)")
+    ax.bar([i + 0.2 for i in x], [r["synops_projected"] or 0 for r in rows], width=0.4,
+           label="projected (rate x MACs x T)")
+    ax.set_yscale("log")
+    ax.set_xticks(list(x), names, rotation=45)
+    ax.set_ylabel("SynOps per inference (events)")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(_save(fig, outdir / "synops.png"))
+    spiking = [r for r in rows if r["output_rate"] is not None]
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(spiking)), 3.4))
+    ax.bar([r["name"] for r in spiking], [100 * r["output_rate"] for r in spiking], color="#3a7bd5")
+    ax.set_ylabel("spike rate (% per neuron per step, measured)")
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    paths.append(_save(fig, outdir / "spike_rates.png"))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    proxy = energy["proxy_45nm"]
+    axes[0].bar(["ANN (MACs)", "SNN (SynOps)", "SNN (analog MACs)"],
+                [proxy["ann_energy_pJ"] / 1e6, proxy["snn_synops_measured"] * E_AC_45NM.value / 1e6,
+                 proxy["snn_analog_macs_measured"] * E_MAC_45NM.value / 1e6], color=["#888", "#3a7bd5", "#d58a3a"])
+    axes[0].set_ylabel("uJ per inference (45 nm proxy)")
+    axes[0].tick_params(axis="x", rotation=20)
+    parts = energy["loihi"]["parts_pJ"]
+    axes[1].bar(list(parts), [v / 1e6 for v in parts.values()], color="#3ad58a")
+    axes[1].set_ylabel(f"uJ per inference (Loihi model, {energy['loihi']['profile']})")
+    axes[1].tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    paths.append(_save(fig, outdir / "energy_split.png"))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def format_summary(energy: dict[str, Any]) -> str:
+    p = energy["proxy_45nm"]
+    lines = [f"ANN MACs (exact): {p['ann_macs']:,}; SNN SynOps (measured): {p['snn_synops_measured']:,}; analog-input "
+             f"MACs (measured): {p['snn_analog_macs_measured']:,}"]
+    for v in energy["ratio_variants"]:
+        lines.append(f"  {v['ratio']:.2f}x  [{v['how']}] {v['name']}: {v['formula']} (T={v['T']})")
+    pc = energy["paper_check"]
+    lines.append(f"  paper claims {pc['paper_ratio']}x (projected); its rate under the public formula gives "
+                 f"{pc['public_formula_with_paper_rate']:.1f}x")
+    lines.append(f"Loihi model ({energy['loihi']['profile']}): {energy['loihi']['total_pJ'] / 1e6:.3f} uJ per inference "
+                 f"(projected from measured counts)")
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""ANN-to-SNN conversion: layer-wise weight transfer, percentile normalisation, threshold calibration.
+
+Weights are normalised by activation percentiles (Rueckauer et al. 2017) so rates carry the ANN's activations, then
+scaled to fill Loihi's 8-bit mantissa range; each layer's threshold is then calibrated, in layer order on the SNN's own
+spikes, so its mean rate matches the ANN activation it replaces (clipped to one spike per step). For layers fed by a
+skip concatenation, `connection` normalisation scales each source by its own statistics (Spiking-UNet), `layer` uses
+one statistic for the concatenated input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from spikereg_deploy import fixed_point as fx
+from spikereg_deploy.unet import build_unet_spec
+
+from .ann import AnnUNet
+from .snn import SpikingUNet
+
+WEIGHT_FILL = 3.9  # largest |w| after scaling, just inside the 8-bit range [-4, 3.97] (float units)
+THRESHOLD_MIN, THRESHOLD_MAX = 1 / fx.WEIGHT_SCALE, ((1 << 17) - 1) / fx.WEIGHT_SCALE
+
+
+@dataclass
+class LayerConversion:
+    name: str
+    percentile_activation: float
+    weight_scale: float
+    threshold: float
+    target_rate: float
+    rate: float
+
+
+def _percentile(x: torch.Tensor, p: float) -> float:
+    flat = x.detach().flatten().double()
+    if flat.numel() > 2_000_000:
+        flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000]]
+    return max(float(torch.quantile(flat, p / 100)), 1e-6)
+
+
+def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, normalisation: str = "connection",
+            bisection_steps: int = 10) -> tuple[SpikingUNet, list[LayerConversion]]:
+    """Build a SpikingUNet from a trained teacher; `calibration` is (N, 2, D, H, W) in [0, 1]."""
+    if normalisation not in ("connection", "layer"):
+        raise ValueError("normalisation must be 'connection' or 'layer'")
+    spec = ann.spec
+    ann.eval()
+    with torch.no_grad():
+        target_disp, acts = ann(calibration, return_activations=True)
+    lam = {spec.input_layer.name: 1.0}
+    for name, a in acts.items():
+        if name != spec.input_layer.name:
+            lam[name] = _percentile(a, percentile)
+    snn = SpikingUNet(ann.config)
+    report: list[LayerConversion] = []
+    with torch.no_grad():
+        for layer in spec.layers[1:]:
+            w = ann.convs[layer.name].weight.detach().double().clone()
+            cat_lam = None
+            if normalisation == "layer" and len(layer.inputs) > 1:
+                cat_lam = _percentile(torch.cat([acts[s] for s in layer.inputs], dim=1), percentile)
+            offset = 0
+            for src in layer.inputs:
+                ch = spec.channels_of(src)
+                src_lam = cat_lam if cat_lam is not None else lam[src]
+                sl = slice(offset, offset + ch)
+                if layer.kind == "convT":
+                    w[sl] *= src_lam
+                else:
+                    w[:, sl] *= src_lam
+                offset += ch
+            if layer.kind == "readout":
+                gain = float(w.abs().max()) / WEIGHT_FILL
+                snn.synapses[layer.name].weight.copy_((w / gain).float())
+                snn.config = replace(snn.config, readout_gain=gain)
+                continue
+            w /= lam[layer.name]
+            scale = WEIGHT_FILL / float(w.abs().max())
+            snn.synapses[layer.name].weight.copy_((w * scale).float())
+            target = float(acts[layer.name].div(lam[layer.name]).clamp(0, 1).mean())
+            threshold, rate = _calibrate_threshold(snn, layer.name, calibration, target, scale, bisection_steps)
+            report.append(LayerConversion(layer.name, lam[layer.name], scale, threshold, target, rate))
+    thresholds = {r.name: r.threshold for r in report}
+    final = SpikingUNet(replace(snn.config, thresholds=thresholds))
+    final.load_integer_weights(snn.integer_weights())
+    _fit_readout_gain(final, calibration, target_disp)
+    return final.eval(), report
+
+
+def _calibrate_threshold(snn: SpikingUNet, name: str, images: torch.Tensor, target: float, scale: float,
+                         steps: int) -> tuple[float, float]:
+    """Bisect the threshold (log scale) so this layer's mean spike rate matches `target` (upstream fixed)."""
+    lo, hi = np.log(THRESHOLD_MIN), np.log(THRESHOLD_MAX)
+    best = (float(np.exp((lo + hi) / 2)), -1.0)
+
+    def rate_at(th: float) -> float:
+        snn.set_threshold(name, th)
+        return float(snn(images, stop_after=name).spikes[name].mean())
+
+    guess = float(np.clip(scale, THRESHOLD_MIN, THRESHOLD_MAX))
+    lo, hi = np.log(max(THRESHOLD_MIN, guess / 64)), np.log(min(THRESHOLD_MAX, guess * 64))
+    for _ in range(steps):
+        mid = float(np.exp((lo + hi) / 2))
+        r = rate_at(mid)
+        if best[1] < 0 or abs(r - target) < abs(best[1] - target):
+            best = (mid, r)
+        if r > target:
+            lo = np.log(mid)
+        else:
+            hi = np.log(mid)
+    snn.set_threshold(name, best[0])
+    return best
+
+
+def _fit_readout_gain(snn: SpikingUNet, images: torch.Tensor, target_disp: torch.Tensor) -> None:
+    """Least-squares scalar gain so the SNN readout's mean matches the teacher's displacement."""
+    with torch.no_grad():
+        raw = snn(images).displacement / snn.config.readout_gain
+    denom = float((raw * raw).sum())
+    if denom > 0:
+        gain = float((raw * target_disp).sum()) / denom
+        if gain > 0:
+            snn.config = replace(snn.config, readout_gain=gain)
+            snn.spec = build_unet_spec(snn.config)
