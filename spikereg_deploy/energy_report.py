@@ -123,12 +123,14 @@ def to_markdown(energy: dict[str, Any]) -> str:
     p = energy["proxy_45nm"]
     lines += ["", "## 45 nm proxy (projected energy from measured counts)", "",
               f"- formula: {p['formula']}",
-              f"- E_MAC = {E_MAC_45NM.value} pJ ({E_MAC_45NM.source}); E_AC = {E_AC_45NM.value} pJ ({E_AC_45NM.source})",
+              f"- E_MAC = {E_MAC_45NM.value} pJ ({E_MAC_45NM.source})",
+              f"- E_AC = {E_AC_45NM.value} pJ ({E_AC_45NM.source})",
               f"- ANN: {p['ann_macs']:,} MACs -> {p['ann_energy_pJ'] / 1e6:.3f} uJ per inference",
               f"- SNN: {p['snn_synops_measured']:,} SynOps + {p['snn_analog_macs_measured']:,} analog MACs -> "
               f"{p['snn_energy_pJ'] / 1e6:.3f} uJ per inference",
               "", "## ANN/SNN energy ratio, every way it is computed", "",
-              "| variant | how | formula | T | rate | weighting | SynOps/MAC | ratio |", "|---|---|---|---:|---:|---|---:|---:|"]
+              "| variant | how | formula | T | rate | weighting | SynOps/MAC | ratio |",
+              "|---|---|---|---:|---:|---|---:|---:|"]
     for v in energy["ratio_variants"]:
         lines.append(f"| {v['name']} | {v['how']} | {v['formula']} | {v['T']} | {_fmt(v['rate'])} | {v['weighting']} |"
                      f" {_fmt(v['synops_per_mac'])} | {_fmt(v['ratio'])}x |")
@@ -208,6 +210,6 @@ def format_summary(energy: dict[str, Any]) -> str:
     pc = energy["paper_check"]
     lines.append(f"  paper claims {pc['paper_ratio']}x (projected); its rate under the public formula gives "
                  f"{pc['public_formula_with_paper_rate']:.1f}x")
-    lines.append(f"Loihi model ({energy['loihi']['profile']}): {energy['loihi']['total_pJ'] / 1e6:.3f} uJ per inference "
-                 f"(projected from measured counts)")
+    lines.append(f"Loihi model ({energy['loihi']['profile']}): {energy['loihi']['total_pJ'] / 1e6:.3f} uJ per "
+                 f"inference (projected from measured counts)")
     return "\n".join(lines)

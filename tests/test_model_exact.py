@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from spikereg_deploy.training.snn import exact_displacement, seeded_model
 
 from spikereg_deploy.engine import IntegerNetwork
 from spikereg_deploy.fanout import fanout_map
 from spikereg_deploy.network import LayerSpec, NeuronSpec
+from spikereg_deploy.training.snn import exact_displacement, seeded_model
 
 
 def _compare(model, image):
