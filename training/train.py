@@ -1,0 +1,208 @@
+"""Training loops: the ANN teacher (stage `ann`) and SLAYER fine-tuning of the converted SNN (stage `snn`).
+
+Both minimise -local NCC + diffusion; the SNN adds a spike-rate penalty. Checkpoints are atomic and carry optimizer
+and RNG state, so an interrupted run resumes where it stopped and gives the same result as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.unet import UNetConfig
+
+from .ann import AnnUNet
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .conversion import convert
+from .losses import registration_loss, spike_rate
+from .snn import SpikingUNet
+
+WEIGHT_LIMIT = (-4.0, 254 / 64)  # keep float weights inside the 8-bit mantissa range (quantization-aware)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; read from TOML (`[model]`, `[data]`, `[optim]`, `[conversion]` tables)."""
+
+    stage: str = "ann"
+    model: dict[str, Any] = field(default_factory=dict)
+    shape: tuple[int, int, int] = (32, 32, 32)
+    seed: int = 0
+    steps: int = 300
+    batch_size: int = 2
+    lr: float = 1e-3
+    reg_weight: float = 1.0
+    sparsity_weight: float = 0.0
+    ncc_window: int = 9
+    checkpoint_every: int = 50
+    init: str = ""  # stage snn: ANN checkpoint to convert (or an SNN checkpoint to continue from)
+    percentile: float = 99.9
+    normalisation: str = "connection"
+    calibration_pairs: int = 4
+    data_seed_offset: int = 10_000  # training pairs use seeds >= this; evaluation uses lower seeds
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        try:
+            import tomllib  # type: ignore[import-not-found]
+        except ModuleNotFoundError:
+            import tomli as tomllib
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise SpikeRegError("no such config file", p) from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise SpikeRegError(f"not a valid TOML config ({err})", p) from None
+        flat: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key == "model":
+                flat["model"] = value
+            elif isinstance(value, dict):
+                flat.update(value)
+            else:
+                flat[key] = value
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(flat) - known)
+        if unknown:
+            raise SpikeRegError(f"unknown config keys: {', '.join(unknown)}", p)
+        if "shape" in flat:
+            flat["shape"] = tuple(flat["shape"])
+        try:
+            cfg = cls(**flat)
+            cfg.validate()
+        except SpikeRegError as err:
+            raise SpikeRegError(err.message, p) from None
+        return cfg
+
+    def validate(self) -> None:
+        if self.stage not in ("ann", "snn"):
+            raise SpikeRegError(f"stage must be 'ann' or 'snn', got {self.stage!r}")
+        if self.steps <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise SpikeRegError("steps, batch_size and lr must be positive")
+        UNetConfig.from_dict(self.model)  # validates the architecture
+        if len(self.shape) != 3:
+            raise SpikeRegError("shape must have three sizes")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pair_batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Fresh synthetic pairs every step (seeded by step): the same stream on resume."""
+    from spikereg_deploy.pairs import embedded_pairs
+
+    step = start_step
+    while True:
+        pairs = embedded_pairs(cfg.batch_size, shape=cfg.shape, seed=cfg.data_seed_offset + step * cfg.batch_size)
+        fixed = torch.as_tensor(np.stack([p.fixed for p in pairs]))[:, None].float()
+        moving = torch.as_tensor(np.stack([p.moving for p in pairs]))[:, None].float()
+        yield fixed, moving
+        step += 1
+
+
+def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> AnnUNet | SpikingUNet:
+    config = UNetConfig.from_dict(cfg.model)
+    if cfg.stage == "ann":
+        return AnnUNet(config)
+    if not cfg.init:
+        raise SpikeRegError("stage snn needs `init` (an ANN checkpoint to convert, or an SNN checkpoint)")
+    kind = read_checkpoint(cfg.init)["kind"]
+    if kind == "snn":
+        log(f"continuing from SNN checkpoint {cfg.init}")
+        return load_checkpoint(cfg.init, kind="snn")
+    ann = load_checkpoint(cfg.init, kind="ann")
+    calib_cfg = TrainConfig(**{**asdict(cfg), "batch_size": cfg.calibration_pairs})
+    fixed, moving = next(pair_batches(calib_cfg, 0))
+    snn, report = convert(ann, torch.cat([fixed, moving], 1), cfg.percentile, cfg.normalisation)
+    for row in report:
+        log(f"converted {row.name}: threshold {row.threshold:.3f}, rate {100 * row.rate:.1f} % "
+            f"(target {100 * row.target_rate:.1f} %)")
+    return snn
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True,
+          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, Any]:
+    """Run the configured stage; returns the loss history. `out` is the checkpoint path (written atomically)."""
+    out = Path(out)
+    seed_everything(cfg.seed)
+    start = 0
+    state: dict[str, Any] = {}
+    if resume and out.exists():
+        payload = read_checkpoint(out)
+        state = payload.get("training_state") or {}
+        if state.get("finished"):
+            log(f"{out} is a finished run; nothing to do")
+            return state
+        model = load_checkpoint(out, kind=cfg.stage)
+        start = int(state.get("step", 0))
+        log(f"resuming {out} at step {start}")
+    else:
+        model = build_model(cfg, log)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if state.get("optimizer"):
+        optimizer.load_state_dict(state["optimizer"])
+    if state.get("torch_rng") is not None:
+        torch.random.set_rng_state(state["torch_rng"])
+    history: list[dict[str, float]] = list(state.get("history", []))
+    batches = pair_batches(cfg, start)
+    steps = range(start, cfg.steps)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc=f"train {cfg.stage}", unit="step", initial=start, total=cfg.steps)
+    started = time.perf_counter()
+    for step in steps:
+        fixed, moving = next(batches)
+        loss, parts = training_step(model, optimizer, fixed, moving, cfg)
+        history.append({"step": step + 1, "loss": float(loss), **parts})
+        if progress and hasattr(steps, "set_postfix"):
+            steps.set_postfix(loss=f"{float(loss):.4f}", ncc=f"{parts['ncc']:.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _save(out, model, optimizer, step + 1, history, cfg, finished=False)
+    meta = {"stage": cfg.stage, "steps": cfg.steps, "config": asdict(cfg),
+            "train_seconds": round(time.perf_counter() - started, 1)}
+    _save(out, model, optimizer, cfg.steps, history, cfg, finished=True, meta=meta)
+    return {"history": history, "meta": meta}
+
+
+def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer, fixed: torch.Tensor,
+                  moving: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    image = torch.cat([fixed, moving], dim=1)
+    optimizer.zero_grad(set_to_none=True)
+    if isinstance(model, SpikingUNet):
+        result = model(image)
+        disp = result.displacement
+        loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window)
+        rate = spike_rate(result.spikes)
+        loss = loss + cfg.sparsity_weight * rate
+        parts["spike_rate"] = float(rate)
+    else:
+        disp = model(image)
+        loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window)
+    loss.backward()
+    optimizer.step()
+    if isinstance(model, SpikingUNet):
+        with torch.no_grad():
+            for syn in model.synapses.values():
+                syn.weight.clamp_(*WEIGHT_LIMIT)
+    return loss.detach(), parts
+
+
+def _save(out: Path, model, optimizer, step: int, history, cfg: TrainConfig, finished: bool,
+          meta: dict[str, Any] | None = None) -> None:
+    state = {"step": step, "optimizer": optimizer.state_dict(), "history": history,
+             "torch_rng": torch.random.get_rng_state(), "finished": finished}
+    save_checkpoint(out, model, meta=meta or {"stage": cfg.stage}, training_state=state)
