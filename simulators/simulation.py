@@ -151,7 +151,7 @@ def plot_rates(report: dict[str, Any], path: Path) -> None:
     ax.bar(names, rates, color="#3a7bd5")
     ax.axhline(100 * report["totals"]["spike_rate"], color="#d53a3a", ls="--",
                label=f"all neurons: {100 * report['totals']['spike_rate']:.1f} %")
-    ax.set_ylabel("spike rate (% of neurons per step, measured)")
+    ax.set_ylabel("spike rate, % per step (measured)")
     ax.set_title(f"{report['engine']} run, T={report['time_steps']}, input {'x'.join(map(str, report['input_shape']))}")
     ax.legend(loc="upper right")
     ax.tick_params(axis="x", rotation=45)
