@@ -54,25 +54,30 @@ def _load_network(net_path: str | None, staging: Path):
     return read_net(path), "embedded default model"
 
 
-def _load_pair(args: argparse.Namespace, input_shape: tuple[int, int, int] | None, multiple: int):
-    """Return (image (2, D, H, W) in [0,1], moving image for warping, affine, grid transform, description)."""
-    from spikereg_deploy.preprocess import preprocess_pair
-
+def _load_pair(args: argparse.Namespace, multiple: int):
+    """Return the pair on the network grid and a description; files are checked before anything runs."""
     if bool(args.fixed) != bool(args.moving):
         raise SpikeRegError("give both --fixed and --moving, or neither (embedded pair)")
+    shape = tuple(args.input_shape) if args.input_shape else None
+    if shape is not None and any(n <= 0 or n % multiple for n in shape):
+        raise SpikeRegError(f"--input-shape {'x'.join(map(str, shape))} does not suit the network: sizes must be "
+                            f"positive multiples of {multiple}")
     if args.fixed:
-        from spikereg_deploy.nifti import check_same_grid, load_volume
+        from spikereg_deploy.nifti import load_volume
+        from spikereg_deploy.pairs import pair_from_files
 
-        fixed, moving = load_volume(args.fixed), load_volume(args.moving)
-        check_same_grid(fixed, moving)
-        shape = tuple(input_shape) if input_shape else fixed.data.shape
-        pre = preprocess_pair(fixed, moving, shape, multiple=multiple)
-        return pre, f"{args.fixed} <- {args.moving}"
+        if shape is None:
+            native = load_volume(args.fixed).shape
+            if any(n % multiple for n in native):
+                raise SpikeRegError(f"volume {'x'.join(map(str, native))} does not suit the network (sizes must be "
+                                    f"multiples of {multiple}); pass --input-shape to resample", args.fixed)
+            shape = native
+        pair = pair_from_files(args.fixed, args.moving, target_shape=shape, multiple=multiple)
+        return pair, f"{args.fixed} <- {args.moving}"
     from spikereg_deploy.pairs import embedded_pairs
 
-    shape = tuple(input_shape) if input_shape else (32, 32, 32)
-    pair = embedded_pairs(1, shape=shape, seed=args.seed)[0]
-    return pair, f"embedded pair (seed {args.seed}, {pair.name})"
+    pair = embedded_pairs(1, shape=shape or (32, 32, 32), seed=args.seed)[0]
+    return pair, f"embedded pair ({pair.name})"
 
 
 @cli_entry
@@ -91,14 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         staging = Path(tmp)
         loaded, net_desc = _load_network(args.net, staging)
         spec = loaded.spec
-        pair, pair_desc = _load_pair(args, args.input_shape, spec.required_multiple())
+        pair, pair_desc = _load_pair(args, spec.required_multiple())
         image = np.stack([pair.fixed, pair.moving]).astype(np.float32)
         input_shape = tuple(int(n) for n in image.shape[1:])
-        try:
-            spec.geometry(input_shape)
-        except SpikeRegError as err:
-            raise SpikeRegError(f"volume {'x'.join(map(str, input_shape))} does not suit the network: {err}; pass "
-                                f"--input-shape to resample") from None
+        spec.geometry(input_shape)
         need = sim.estimate_memory(spec, input_shape, args.engine)
         print(f"memory estimate: {sim.human_bytes(need)} for {args.engine} at {'x'.join(map(str, input_shape))} "
               f"(projected)", file=sys.stderr)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         result = sim.simulate(spec, loaded.weights, image, engine=args.engine, tag=args.tag, progress=True)
         meta = {"net": net_desc, "pair": pair_desc, "fixed_channel": 0, "moving_channel": 1}
         report = sim.build_report(result, spec, input_shape, meta)
-        _write_outputs(staging, result, report, pair)
+        _write_outputs(staging, result, report, pair, args.moving)
         out.mkdir(parents=True, exist_ok=True)
         for name in ("displacement.nii.gz", "warped.nii.gz", "report.json", "rates.png"):
             shutil.move(str(staging / name), str(out / name))
@@ -118,14 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write_outputs(staging: Path, result, report: dict, pair) -> None:
-    from spikereg_deploy.nifti import save_volume
+def _write_outputs(staging: Path, result, report: dict, pair, moving_path: str | None) -> None:
+    """Displacement (D, H, W, 3) in voxels and the warped moving image, on the input file's grid when given."""
+    from spikereg_deploy.nifti import load_volume, save_volume
     from spikereg_deploy.simulators import simulation as sim
     from spikereg_deploy.warp import warp_image
 
-    disp = result.displacement
-    save_volume(staging / "displacement.nii.gz", np.moveaxis(disp, 0, -1).astype(np.float32), pair.affine)
-    save_volume(staging / "warped.nii.gz", warp_image(pair.moving, disp).astype(np.float32), pair.affine)
+    disp, moving, affine = result.displacement, pair.moving, pair.affine
+    if pair.transform is not None and moving_path:
+        from spikereg_deploy.preprocess import normalize_intensity, restore_to_grid
+
+        original = load_volume(moving_path)
+        disp = restore_to_grid(disp, pair.transform, kind="displacement")
+        moving, affine = normalize_intensity(original.data), original.affine
+    save_volume(staging / "displacement.nii.gz", np.moveaxis(disp, 0, -1).astype(np.float32), affine)
+    save_volume(staging / "warped.nii.gz", warp_image(moving, disp).astype(np.float32), affine)
     sim.write_json(staging / "report.json", report)
     sim.plot_rates(report, staging / "rates.png")
 

@@ -1,0 +1,344 @@
+"""Read and validate `model.net`: every problem with a file becomes one `NetFormatError` line naming the file.
+
+A `.net` file comes from outside (another machine, another version, a truncated copy), so nothing in it is
+trusted: each field is checked for presence, dtype and shape before use, the network is rebuilt through
+`NetworkSpec` (which re-derives geometry and timing), and the stored shapes, delays and fingerprint must agree
+with what the rebuilt graph implies. The reader raises `NetFormatError` and nothing else for any file content.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import h5py
+import numpy as np
+
+from spikereg_deploy.errors import NetFormatError, SpikeRegError
+from spikereg_deploy.fixed_point import INPUT_BITS, check_weight_mantissa
+from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
+
+from .layers import FORMAT_VERSION, NEURON_KEYS
+from .writer import FILE_TYPES, expected_weight_shape
+
+KINDS = {file_type: kind for kind, file_type in FILE_TYPES.items()}
+#: Errors h5py and numpy raise for damaged content; all become NetFormatError.
+_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError, OverflowError,
+                UnicodeError)
+
+
+@dataclass
+class LoadedNet:
+    """A validated network: spec, int64 weight mantissas (writer layouts), the volume size written for."""
+
+    spec: NetworkSpec
+    weights: dict[str, np.ndarray]
+    input_shape: tuple[int, int, int]
+    format_version: int
+    description: str
+
+
+class _Fields:
+    """Typed access to one HDF5 group; every failure names the group and field."""
+
+    def __init__(self, path: str, group: Any, where: str) -> None:
+        self.path, self.group, self.where = path, group, where
+
+    def fail(self, message: str) -> NoReturn:
+        raise NetFormatError(f"{self.where}: {message}" if self.where else message, self.path)
+
+    def has(self, key: str) -> bool:
+        return key in self.group
+
+    def sub(self, key: str) -> _Fields:
+        obj = self.group.get(key)
+        if not isinstance(obj, h5py.Group):
+            self.fail(f"missing group '{key}'" if obj is None else f"'{key}' is not a group")
+        return _Fields(self.path, obj, f"{self.where}/{key}" if self.where else key)
+
+    def dataset(self, key: str) -> h5py.Dataset:
+        obj = self.group.get(key)
+        if not isinstance(obj, h5py.Dataset):
+            self.fail(f"missing field '{key}'" if obj is None else f"field '{key}' is not a dataset")
+        return obj
+
+    def _ints(self, key: str, kinds: str = "iu") -> h5py.Dataset:
+        ds = self.dataset(key)
+        if ds.dtype.kind not in kinds:
+            self.fail(f"field '{key}' has dtype {ds.dtype}, expected integers")
+        return ds
+
+    def int(self, key: str) -> int:
+        ds = self._ints(key)
+        if ds.shape != ():
+            self.fail(f"field '{key}' has shape {ds.shape}, expected a scalar")
+        return int(ds[()])
+
+    def ints(self, key: str, length: int | None = None) -> tuple[int, ...]:
+        ds = self._ints(key)
+        if len(ds.shape) != 1 or (length is not None and ds.shape[0] != length) or ds.shape[0] > 64:
+            want = f"({length},)" if length is not None else "a short 1-d array"
+            self.fail(f"field '{key}' has shape {ds.shape}, expected {want}")
+        return tuple(int(v) for v in ds[()])
+
+    def flag(self, key: str) -> bool:
+        ds = self._ints(key, kinds="biu")
+        if ds.shape != () or int(ds[()]) not in (0, 1):
+            self.fail(f"field '{key}' must be a scalar boolean")
+        return bool(ds[()])
+
+    def float(self, key: str) -> float:
+        ds = self.dataset(key)
+        if ds.dtype.kind not in "fiu" or ds.shape != ():
+            self.fail(f"field '{key}' must be a scalar number (dtype {ds.dtype}, shape {ds.shape})")
+        value = float(ds[()])
+        if not math.isfinite(value):
+            self.fail(f"field '{key}' is not finite ({value})")
+        return value
+
+    def text(self, key: str, allow_array: bool = False) -> str:
+        ds = self.dataset(key)
+        is_str = ds.dtype.kind == "S" or h5py.check_string_dtype(ds.dtype) is not None
+        if not is_str or not (ds.shape == () or (allow_array and ds.shape == (1,))):
+            self.fail(f"field '{key}' must be a string (dtype {ds.dtype}, shape {ds.shape})")
+        value = ds[()] if ds.shape == () else ds[0]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        if not isinstance(value, str):
+            self.fail(f"field '{key}' must be a string")
+        return value
+
+
+def _open_error(path: str, err: Exception) -> NetFormatError:
+    if isinstance(err, FileNotFoundError) or not os.path.exists(path):
+        return NetFormatError("no such file", path)
+    if os.path.isdir(path):
+        return NetFormatError("is a directory, not a .net file", path)
+    if not h5py.is_hdf5(path):
+        return NetFormatError("not an HDF5 file (a NetX .net file is HDF5)", path)
+    if "truncated file" in str(err):
+        return NetFormatError(f"truncated file ({err})", path)
+    return NetFormatError(f"unreadable HDF5 file (damaged?): {err}", path)
+
+
+def read_net(path: str | os.PathLike[str]) -> LoadedNet:
+    """Load and validate a spikereg `.net` file; raises NetFormatError (and only that) for any bad content."""
+    name = str(path)
+    if not os.path.exists(name):
+        raise NetFormatError("no such file", name)
+    try:
+        handle = h5py.File(name, "r")
+    except _READ_ERRORS as err:
+        raise _open_error(name, err) from None
+    try:
+        with handle:
+            return _read(name, handle)
+    except NetFormatError:
+        raise
+    except SpikeRegError as err:
+        raise NetFormatError(err.message, name) from None
+    except _READ_ERRORS as err:
+        message = f"unreadable content (truncated or damaged?): {type(err).__name__}: {err}"
+        raise NetFormatError(message, name) from None
+
+
+def _read_weight(layer: _Fields, shape: tuple[int, ...]) -> np.ndarray:
+    ds = layer.dataset("weight")
+    if ds.dtype.kind not in "iuf":
+        layer.fail(f"weight has dtype {ds.dtype}, expected integer mantissas (int or float)")
+    if ds.shape != shape:
+        layer.fail(f"weight shape {ds.shape} does not match its channels and kernel {shape}")
+    raw = np.asarray(ds[()])
+    problem = check_weight_mantissa(raw)
+    if problem is not None:
+        layer.fail(problem)
+    return raw.astype(np.int64)
+
+
+def _read_neuron(layer: _Fields) -> NeuronSpec:
+    neuron = layer.sub("neuron")
+    unknown = sorted(set(neuron.group.keys()) - set(NEURON_KEYS))
+    if unknown:
+        neuron.fail(f"unsupported neuron field(s) {', '.join(unknown)}")
+    neuron_type = neuron.text("type")
+    if neuron_type != "CUBA":
+        neuron.fail(f"unsupported neuron type {neuron_type!r} (only CUBA)")
+    values = {"i_decay": neuron.int("iDecay"), "v_decay": neuron.int("vDecay"),
+              "vth_mant": neuron.int("vThMant"), "ref_delay": neuron.int("refDelay"),
+              "graded": neuron.flag("gradedSpike")}
+    try:
+        return NeuronSpec(**values)
+    except SpikeRegError as err:
+        neuron.fail(err.message)
+
+
+def _read(path: str, handle: h5py.File) -> LoadedNet:
+    top = _Fields(path, handle, "")
+    if not isinstance(handle.get("spikereg"), h5py.Group):
+        top.fail("missing 'spikereg/' group: not a spikereg network (plain NetX files are for netx)")
+    root = top.sub("spikereg")
+    version = root.int("formatVersion")
+    if version > FORMAT_VERSION:
+        root.fail(f"written by a newer spikereg-deploy (format {version} > {FORMAT_VERSION})")
+    if version < 1:
+        root.fail(f"invalid formatVersion {version}")
+    input_bits = root.int("inputBits")
+    if input_bits != INPUT_BITS:
+        root.fail(f"inputBits {input_bits} is not supported (this version quantizes inputs to {INPUT_BITS})")
+    input_channels = root.int("inputChannels")
+    input_shape = root.ints("inputShape", 3)
+    layers_group = top.sub("layer")
+    keys = set(layers_group.group.keys())
+    count = len(keys)
+    if keys != {str(i) for i in range(count)}:
+        layers_group.fail("layer groups must be named 0..n-1 with no gaps")
+    if count < 2:
+        layers_group.fail(f"a network needs an input and a readout layer, found {count} layer(s)")
+
+    specs: list[LayerSpec] = []
+    raw: list[dict[str, Any]] = []
+    for i in range(count):
+        layer = layers_group.sub(str(i))
+        file_type = layer.text("type", allow_array=True).rstrip("\x00")
+        if file_type not in KINDS:
+            layer.fail(f"unknown layer type {file_type!r} (supported: {', '.join(KINDS)})")
+        kind = KINDS[file_type]
+        if (kind == "input") != (i == 0):
+            layer.fail("the input layer must be layer 0 and only layer 0")
+        name = layer.text("name")
+        if kind == "input":
+            if layer.has("neuron"):
+                layer.fail("the analog input layer must not have a neuron")
+            shape = layer.ints("shape", 4)
+            out_channels = layer.int("outChannels") if layer.has("outChannels") else input_channels
+            inputs: tuple[str, ...] = ()
+            info: dict[str, Any] = {"shape": shape}
+        else:
+            if layer.int("groups") != 1 or layer.ints("dilation", 3) != (1, 1, 1):
+                layer.fail("only groups == 1 and dilation == 1 are supported")
+            indices = layer.ints("inputs")
+            for src in indices:
+                if not 0 <= src < i:
+                    layer.fail(f"inputs refer to layer {src}, which is not an earlier layer")
+            inputs = tuple(specs[src].name for src in indices)
+            out_channels = layer.int("outChannels")
+            info = {"shape": layer.ints("shape", 4), "delays": layer.ints("inputDelay", len(indices)),
+                    "in_channels": layer.int("inChannels")}
+            if kind == "readout":
+                if layer.has("neuron"):
+                    layer.fail("the readout has no neurons but the layer has a 'neuron' group")
+                info["scale"] = layer.float("scale")
+        neuron = _read_neuron(layer) if kind in ("conv", "convT") else None
+        # The input's geometry fields are optional (stock netx has none); a convT's outputPadding is required.
+        optional = {"kernelSize": 1, "stride": 1, "padding": 0} if kind == "input" else {}
+        optional["outputPadding"] = 0
+        if kind == "convT":
+            optional.pop("outputPadding")
+        geometry = {key: layer.ints(key, 3) if key not in optional or layer.has(key) else optional[key]
+                    for key in ("kernelSize", "stride", "padding", "outputPadding")}
+        try:
+            spec = LayerSpec(name=name, kind=kind, out_channels=out_channels, inputs=inputs,
+                             kernel=geometry["kernelSize"], stride=geometry["stride"],
+                             padding=geometry["padding"], output_padding=geometry["outputPadding"],
+                             neuron=neuron)
+        except NetFormatError:
+            raise
+        except SpikeRegError as err:
+            layer.fail(err.message)
+        specs.append(spec)
+        raw.append(info)
+    if "scale" not in raw[-1]:
+        top.fail("the last layer must be the readout")
+    time_steps, net_name = root.int("timeSteps"), root.text("name")
+    try:
+        spec = NetworkSpec(layers=tuple(specs), time_steps=time_steps, input_channels=input_channels,
+                           readout_scale=raw[-1]["scale"], name=net_name)
+    except SpikeRegError as err:
+        top.fail(f"invalid network: {err.message}")
+    stored = root.text("fingerprint")
+    if stored != spec.fingerprint():
+        root.fail(f"fingerprint {stored!r} does not match the layers ({spec.fingerprint()!r}): edited file?")
+    try:
+        geo = spec.geometry(input_shape)
+    except SpikeRegError as err:
+        root.fail(f"inputShape {list(input_shape)}: {err.message}")
+
+    delays: dict[str, list[int]] = {}
+    for edge in spec.edges():
+        delays.setdefault(edge.dst, []).append(edge.delay)
+    weights: dict[str, np.ndarray] = {}
+    for i, (layer_spec, info) in enumerate(zip(spec.layers, raw, strict=True)):
+        layer = layers_group.sub(str(i))
+        channels = spec.input_channels if layer_spec.kind == "input" else layer_spec.out_channels
+        want_shape = (channels, *geo[layer_spec.name].out_shape)
+        if info["shape"] != want_shape:
+            layer.fail(f"shape {list(info['shape'])} is inconsistent with inputShape {list(input_shape)} "
+                       f"(expected {list(want_shape)})")
+        if layer_spec.kind == "input":
+            continue
+        if info["in_channels"] != spec.in_channels(layer_spec.name):
+            layer.fail(f"inChannels {info['in_channels']} != {spec.in_channels(layer_spec.name)}, the sum of "
+                       f"its inputs' channels")
+        if list(info["delays"]) != delays[layer_spec.name]:
+            layer.fail(f"inputDelay {list(info['delays'])} differs from what the graph's timing requires "
+                       f"{delays[layer_spec.name]}")
+        weights[layer_spec.name] = _read_weight(layer, expected_weight_shape(spec, layer_spec))
+    return LoadedNet(spec=spec, weights=weights, input_shape=tuple(input_shape),  # type: ignore[arg-type]
+                     format_version=version, description=root.text("description"))
+
+
+# -- --check summary -----------------------------------------------------------------------------------
+def summarize(loaded: LoadedNet) -> list[dict[str, Any]]:
+    """One row per layer with what a user checks before deploying: sizes, weights, wiring, delays, neurons."""
+    spec = loaded.spec
+    geo = spec.geometry(loaded.input_shape)
+    index = {layer.name: i for i, layer in enumerate(spec.layers)}
+    delays = {(e.src, e.dst): e.delay for e in spec.edges()}
+    rows = []
+    for i, layer in enumerate(spec.layers):
+        g = geo[layer.name]
+        channels = spec.input_channels if layer.kind == "input" else layer.out_channels
+        neuron = layer.neuron
+        rows.append({
+            "index": i,
+            "name": layer.name,
+            "type": FILE_TYPES[layer.kind],
+            "shape": [channels, *g.out_shape],
+            "neurons": g.neurons if layer.spiking else 0,
+            "synapses": int(loaded.weights[layer.name].size) if layer.name in loaded.weights else 0,
+            "kernel": list(layer.kernel) if layer.kind != "input" else None,
+            "stride": list(layer.stride) if layer.kind != "input" else None,
+            "inputs": [{"index": index[s], "name": s, "delay": delays[(s, layer.name)]}
+                       for s in layer.inputs],
+            "neuron": None if neuron is None else {
+                "iDecay": neuron.i_decay, "vDecay": neuron.v_decay, "vThMant": neuron.vth_mant,
+                "refDelay": neuron.ref_delay},
+        })
+    return rows
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table of `summarize` rows, with totals."""
+    def triple(v: list[int] | None) -> str:
+        return "-" if v is None else ("x".join(map(str, v)) if len(set(v)) > 1 else str(v[0]))
+
+    header = ("#", "name", "type", "shape (CxDxHxW)", "neurons", "weights", "k", "s", "inputs (delay)",
+              "iDecay/vDecay/vThMant")
+    table = [header]
+    for row in rows:
+        inputs = ", ".join(f"{s['name']}({s['delay']})" for s in row["inputs"]) or "-"
+        n = row["neuron"]
+        table.append((str(row["index"]), row["name"], row["type"], "x".join(map(str, row["shape"])),
+                      f"{row['neurons']:,}", f"{row['synapses']:,}", triple(row["kernel"]),
+                      triple(row["stride"]), inputs,
+                      "-" if n is None else f"{n['iDecay']}/{n['vDecay']}/{n['vThMant']}"))
+    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    neurons, synapses = sum(r["neurons"] for r in rows), sum(r["synapses"] for r in rows)
+    lines.append(f"total: {neurons:,} neurons, {synapses:,} weights, {len(rows)} layers")
+    return "\n".join(lines)
+
+
+__all__ = ["LoadedNet", "read_net", "summarize", "format_summary"]
