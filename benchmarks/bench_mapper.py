@@ -1,0 +1,108 @@
+"""Benchmark the graph mapper on the default SpikeReg U-Net, so its claims rest on one measured run.
+
+1. Cores used against the per-layer lower bound (target <= 1.15) at 32^3, 64^3 and the OASIS 160x192x224
+   volume, with the chips needed, on the shipped loihi2 profile.
+2. Spike-hops and inter-chip spikes per step of the placement against the naive layer-order placement
+   (target: at least 30 % fewer spike-hops), traffic projected from SpikeReg's 12.8 % mean rate.
+3. Mapping time (wall and CPU seconds, measured; the machine may be shared: CPU time is the steadier one).
+4. What-if rows: cores filled to 100 % instead of the 87.5 % fill target (how close the tiler gets to the
+   bound without headroom), Loihi 2 cores with Loihi 1's 4,096 input/output axons, and Loihi 1 itself
+   (tiling only at the full volume: about a million blocks for the last two, which this run does not place).
+
+Usage: python benchmarks/bench_mapper.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from typing import Any
+
+from spikereg_deploy.cli.map_cli import plan_mapping
+from spikereg_deploy.profiles import CoreProfile, load_profile
+from spikereg_deploy.tiling import tile_network
+from spikereg_deploy.unet import UNetConfig, build_unet_spec
+
+SHAPES = ((32, 32, 32), (64, 64, 64), (160, 192, 224))
+
+
+def _row(label: str, shape: tuple[int, int, int], profile: CoreProfile, place: bool) -> dict[str, Any]:
+    spec = build_unet_spec(UNetConfig())
+    wall, cpu = time.perf_counter(), time.process_time()
+    if place:
+        plan = plan_mapping(spec, shape, profile)
+        tiling, m, n = plan.tiling, plan.metrics, plan.naive_metrics
+    else:
+        tiling, m, n = tile_network(spec, shape, profile), None, None
+    row: dict[str, Any] = {
+        "case": label,
+        "shape": "x".join(map(str, shape)),
+        "cores": tiling.n_blocks,
+        "lower_bound": tiling.lower_bound,
+        "ratio": tiling.n_blocks / tiling.lower_bound,
+        "chips": -(-tiling.n_blocks // profile.usable_cores),
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+    }
+    if m is not None and n is not None:
+        row.update(
+            chips=m["chips"],
+            hops=m["spike_hops_per_step"],
+            naive_hops=n["spike_hops_per_step"],
+            hop_cut=1 - m["spike_hops_per_step"] / n["spike_hops_per_step"],
+            inter_chip=m["inter_chip_spikes_per_step"],
+            naive_inter_chip=n["inter_chip_spikes_per_step"],
+            avg_hops=m["average_hops"],
+            naive_avg_hops=n["average_hops"],
+            worst_hops=m["worst_hops"],
+        )
+    return row
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    def g(key: str, spec: str = ".3g") -> str:
+        return format(row[key], spec) if key in row else "-"
+
+    cut = f"{100 * row['hop_cut']:.1f} %" if "hop_cut" in row else "-"
+    return (
+        f"| {row['case']} | {row['shape']} | {row['cores']:,} | {row['lower_bound']:,} | "
+        f"{row['ratio']:.3f} | {row['chips']:,} | {g('hops')} | {g('naive_hops')} | {cut} | "
+        f"{g('inter_chip')} | {g('naive_inter_chip')} | "
+        f"{g('avg_hops', '.1f')} / {g('naive_avg_hops', '.1f')} | {row['wall_s']:.1f} / {row['cpu_s']:.1f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip the full OASIS volume")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    loihi2 = load_profile("loihi2")
+    l1_axons = loihi2.replace_limits(input_axons=4096, output_axons=4096)
+    shapes = SHAPES[:2] if args.quick else SHAPES
+    rows = [_row("loihi2", s, loihi2, place=True) for s in shapes]
+    full = loihi2.replace_limits(fill_factor=1.0)
+    rows += [_row("loihi2, fill 1.0", s, full, place=s != SHAPES[2]) for s in shapes]
+    rows += [_row("loihi2, Loihi 1 axons", s, l1_axons, place=s != SHAPES[2]) for s in shapes]
+    rows += [_row("loihi1", s, load_profile("loihi1"), place=s != SHAPES[2]) for s in shapes]
+    print(
+        f"spikereg-map benchmark: default UNetConfig, T=4, assumed rate 0.128 (projected traffic); "
+        f"{platform.processor() or platform.machine()}, python {platform.python_version()}"
+    )
+    print("targets: cores / lower bound <= 1.15; spike-hops at least 30 % below naive layer order\n")
+    print(
+        "| profile | input | cores | lower bound | ratio | chips | spike-hops/step | naive | fewer | "
+        "inter-chip spikes/step | naive | avg hops (ours / naive) | time s (wall / CPU) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(_fmt(row))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(rows, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

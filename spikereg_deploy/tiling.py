@@ -1,0 +1,404 @@
+"""Cut every on-core layer into blocks that fit one core: 3-D spatial tiles x output-channel groups.
+
+Conv and transposed-conv connectivity is a product of three 1-D connectivities, so every per-tile quantity
+(neurons, input axons = receptive field x Cin, output axons = destination cores reached, overlaps between
+tiles) is a product of per-axis sums over at most a few hundred indices. The planner reasons over tiles this
+way and never over synapses, which is what lets the full 160x192x224 OASIS volume plan in seconds.
+
+Layers are tiled consumers first (reverse topological order): a tile's output axons depend on how its
+consumers are cut, its input axons only on its own receptive field.
+
+Whole-layer lower bound (nengo-loihi's splitter formula), with the terms defined as:
+  neurons      = Cout x output voxels (compartments; the readout's non-spiking ones included, whose values
+                 the host reads, so they need no output axons)
+  in_axons     = source neurons with at least one synapse into the layer, summed over its input edges:
+                 each must arrive at an input axon of at least one of the layer's cores
+  out_axons    = the layer's neurons with at least one synapse into a consumer, summed over consumer
+                 layers: each needs an output axon per consumer (layers never share a core)
+  synapse_bits = one copy of the whole kernel, k^3 x Cin x Cout x bits per weight (shared weights),
+                 or every synapse x bits per weight (no sharing)
+  cores >= max(ceil(neurons / cap), ceil(in_axons / cap), ceil(out_axons / cap), ceil(synapse_bits / mem))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import SpikeRegError
+from .network import LayerSpec, NetworkSpec, Triple
+from .profiles import CoreProfile
+
+RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
+RESOURCE_LABELS = {
+    "neurons": "neurons (compartments)",
+    "synaptic_memory_bits": "synaptic memory (bits)",
+    "input_axons": "input axons",
+    "output_axons": "output axons",
+}
+
+
+def axis_reach(layer: LayerSpec, axis: int, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each input index on one axis: the first and last output index it has a synapse into (hi < lo:
+    none)."""
+    k, s, p = layer.kernel[axis], layer.stride[axis], layer.padding[axis]
+    i = np.arange(n_in, dtype=np.int64)
+    if layer.kind == "convT":
+        lo, hi = i * s - p, i * s - p + k - 1
+    else:
+        lo, hi = -((-(i + p - k + 1)) // s), (i + p) // s
+    return np.maximum(lo, 0), np.minimum(hi, n_out - 1)
+
+
+def reach_matrix(lo: np.ndarray, hi: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """reach[d, i]: input index i has a synapse into output part d = [bounds[d], bounds[d+1])."""
+    starts, stops = bounds[:-1, None], bounds[1:, None] - 1
+    return (lo[None, :] <= stops) & (hi[None, :] >= starts) & (lo <= hi)[None, :]
+
+
+def part_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Sum of `values` (last axis) over each part [bounds[j], bounds[j+1])."""
+    cum = np.concatenate(
+        [np.zeros(values.shape[:-1] + (1,), dtype=np.int64), np.cumsum(values, axis=-1)], axis=-1
+    )
+    return cum[..., bounds[1:]] - cum[..., bounds[:-1]]
+
+
+def balanced_bounds(n: int, parts: int) -> np.ndarray:
+    """Boundaries of `parts` nearly equal parts of range(n) (sizes differ by at most one)."""
+    return (np.arange(parts + 1, dtype=np.int64) * n) // parts
+
+
+def part_counts(n: int) -> np.ndarray:
+    """Part counts worth trying on an axis of length n: the fewest parts for each distinct largest part."""
+    return np.unique(np.array([-(-n // size) for size in range(1, n + 1)], dtype=np.int64))
+
+
+@dataclass(eq=False)
+class LayerTiling:
+    """One layer cut into a grid of blocks: channel groups x z x y x parts, block order (c, z, y, x)."""
+
+    name: str
+    kind: str
+    layer_index: int
+    channels: int
+    out_shape: Triple
+    channel_bounds: np.ndarray
+    axis_bounds: tuple[np.ndarray, np.ndarray, np.ndarray]
+    first_block: int
+    resources: dict[str, np.ndarray] = field(default_factory=dict)
+    layer_totals: dict[str, int] = field(default_factory=dict)
+    lower_bound: int = 0
+    binding: str = ""
+
+    @property
+    def grid(self) -> tuple[int, int, int, int]:
+        return (len(self.channel_bounds) - 1, *(len(b) - 1 for b in self.axis_bounds))
+
+    @property
+    def n_blocks(self) -> int:
+        return math.prod(self.grid)
+
+    def block_ranges(self) -> np.ndarray:
+        """(n_blocks, 8) int array of [c0, c1, z0, z1, y0, y1, x0, x1] in block order."""
+        grids = np.meshgrid(*(np.arange(n) for n in self.grid), indexing="ij")
+        cols = []
+        for bounds, idx in zip((self.channel_bounds, *self.axis_bounds), grids, strict=True):
+            cols += [bounds[idx.ravel()], bounds[idx.ravel() + 1]]
+        return np.stack(cols, axis=1).astype(np.int64)
+
+
+@dataclass(eq=False)
+class NetworkTiling:
+    """Every on-core layer's tiling (topological order) plus per-block arrays concatenated over layers."""
+
+    spec: NetworkSpec
+    input_shape: Triple
+    profile: CoreProfile
+    layers: list[LayerTiling]
+
+    @property
+    def n_blocks(self) -> int:
+        return sum(t.n_blocks for t in self.layers)
+
+    @property
+    def lower_bound(self) -> int:
+        return sum(t.lower_bound for t in self.layers)
+
+    def layer(self, name: str) -> LayerTiling:
+        for tiling in self.layers:
+            if tiling.name == name:
+                return tiling
+        raise SpikeRegError(f"no tiled layer named {name!r}")
+
+    def block_layer(self) -> np.ndarray:
+        """Index into `layers` of every block."""
+        return np.repeat(np.arange(len(self.layers)), [t.n_blocks for t in self.layers])
+
+    def resource(self, name: str) -> np.ndarray:
+        return np.concatenate([t.resources[name] for t in self.layers])
+
+
+class _Axis:
+    """Per-axis facts of one layer's output: its own receptive field and, per consumer, destination parts
+    reached."""
+
+    def __init__(
+        self, spec: NetworkSpec, geo: dict, layer: LayerSpec, axis: int, tilings: dict[str, LayerTiling]
+    ) -> None:
+        g = geo[layer.name]
+        self.n = g.out_shape[axis]
+        lo, hi = axis_reach(layer, axis, g.in_shape[axis], self.n)
+        # For each output index: how many input indices reach it (receptive field clipped to the map).
+        self.rf = np.zeros(self.n + 1, dtype=np.int64)
+        valid = lo <= hi
+        np.add.at(self.rf, lo[valid], 1)
+        np.add.at(self.rf, hi[valid] + 1, -1)
+        self.rf = np.cumsum(self.rf)[:-1]
+        self.lo, self.hi, self.n_in = lo, hi, g.in_shape[axis]
+        # Per consumer: how many of its parts (along this axis) each output index has a synapse into.
+        self.dest_counts: list[np.ndarray] = []
+        for consumer in spec.consumers(layer.name):
+            dst = spec.layer(consumer)
+            dlo, dhi = axis_reach(dst, axis, self.n, geo[consumer].out_shape[axis])
+            self.dest_counts.append(reach_matrix(dlo, dhi, tilings[consumer].axis_bounds[axis]).sum(axis=0))
+
+    def in_reach(self, bounds: np.ndarray) -> np.ndarray:
+        """Input indices with a synapse into each part (the tile's receptive field along this axis)."""
+        return reach_matrix(self.lo, self.hi, bounds).sum(axis=1)
+
+    def candidates(self) -> dict[str, np.ndarray]:
+        """For every candidate part count: largest part, largest receptive field, largest output fan per
+        consumer."""
+        counts = part_counts(self.n)
+        size, rf, total_rf = [], [], []
+        dest: list[list[int]] = [[] for _ in self.dest_counts]
+        for parts in counts:
+            bounds = balanced_bounds(self.n, int(parts))
+            size.append(int(np.diff(bounds).max()))
+            reach = self.in_reach(bounds)
+            rf.append(int(reach.max()))
+            total_rf.append(int(reach.sum()))
+            for j, cnt in enumerate(self.dest_counts):
+                dest[j].append(int(part_sums(cnt, bounds).max()))
+        return {
+            "parts": counts,
+            "size": np.array(size),
+            "rf": np.array(rf),
+            "total_rf": np.array(total_rf),
+            "dest": np.array(dest, dtype=np.int64).reshape(len(dest), len(counts)),
+        }
+
+
+def _fail(layer: LayerSpec, need: dict[str, float], profile: CoreProfile) -> SpikeRegError:
+    limits = profile.limits()
+    over = [(need[r] / limits[r], r) for r in RESOURCES if need[r] > limits[r]]
+    _, worst = max(over) if over else (0.0, "neurons")
+    where = profile.path or profile.name
+    return SpikeRegError(
+        f"layer {layer.name!r} cannot fit in any core: one output neuron with its kernel needs "
+        f"{need[worst]:,.0f} {RESOURCE_LABELS[worst]}, {need[worst] - limits[worst]:,.0f} over the limit of "
+        f"{limits[worst]:,} per core ({where})"
+    )
+
+
+def tile_layer(
+    spec: NetworkSpec,
+    geo: dict,
+    layer: LayerSpec,
+    profile: CoreProfile,
+    tilings: dict[str, LayerTiling],
+    layer_index: int,
+) -> LayerTiling:
+    """Choose the grid with the fewest blocks that keeps every block within the profile's limits.
+
+    Ties go to the grid with the smallest summed receptive fields (least halo, so least duplicated traffic).
+    """
+    g = geo[layer.name]
+    axes = [_Axis(spec, geo, layer, a, tilings) for a in range(3)]
+    cands = [ax.candidates() for ax in axes]
+    cin, cout, bpw = g.in_channels, layer.out_channels, profile.bits_per_weight
+    k3 = math.prod(layer.kernel)
+    n_consumers = len(axes[0].dest_counts)
+    consumer_groups = [len(tilings[c].channel_bounds) - 1 for c in spec.consumers(layer.name)]
+    # Broadcast the three axes: shapes (Z,1,1), (1,Y,1), (1,1,X).
+    shp = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+    vol = math.prod(c["size"].reshape(s) for c, s in zip(cands, shp, strict=True))
+    rf = math.prod(c["rf"].reshape(s) for c, s in zip(cands, shp, strict=True))
+    total_rf = math.prod(c["total_rf"].reshape(s) for c, s in zip(cands, shp, strict=True))
+    n_spatial = math.prod(c["parts"].reshape(s) for c, s in zip(cands, shp, strict=True))
+    out_per_channel = np.zeros_like(vol)
+    for j in range(n_consumers):
+        out_per_channel = out_per_channel + consumer_groups[j] * math.prod(
+            c["dest"][j].reshape(s) for c, s in zip(cands, shp, strict=True)
+        )
+    max_fan_in = cin * math.prod(int(ax.rf.max()) for ax in axes)
+    in_axons = cin * rf
+    best: tuple | None = None
+    for groups in part_counts(cout):
+        size = -(-cout // int(groups))
+        neurons = size * vol
+        syn = (k3 * cin * size * bpw) if profile.shared_weights else (neurons * max_fan_in * bpw)
+        ok = (
+            (neurons <= profile.neuron_budget)
+            & (syn <= profile.synaptic_memory_bits)
+            & (in_axons <= profile.input_axons)
+            & (size * out_per_channel <= profile.output_axons)
+        )
+        if not ok.any():
+            continue
+        blocks = np.where(ok, int(groups) * n_spatial, np.iinfo(np.int64).max)
+        halo = np.where(ok, int(groups) * total_rf, np.iinfo(np.int64).max)
+        flat = np.lexsort((halo.ravel(), blocks.ravel()))[0]
+        key = (int(blocks.ravel()[flat]), int(halo.ravel()[flat]), int(groups))
+        if best is None or key < best[0]:
+            best = (key, int(groups), np.unravel_index(flat, blocks.shape))
+    if best is None:
+        # The finest grid (one voxel, one channel per block) needs the least of everything: say what it lacks.
+        one = {
+            "neurons": 1,
+            "input_axons": cin * math.prod(int(c["rf"][-1]) for c in cands),
+            "synaptic_memory_bits": (k3 * cin * bpw) if profile.shared_weights else max_fan_in * bpw,
+            "output_axons": int(out_per_channel[-1, -1, -1]),
+        }
+        raise _fail(layer, one, profile)
+    _, groups, (iz, iy, ix) = best
+    bz, by, bx = (
+        balanced_bounds(ax.n, int(c["parts"][i])) for ax, c, i in zip(axes, cands, (iz, iy, ix), strict=True)
+    )
+    tiling = LayerTiling(
+        name=layer.name,
+        kind=layer.kind,
+        layer_index=layer_index,
+        channels=cout,
+        out_shape=g.out_shape,
+        channel_bounds=balanced_bounds(cout, groups),
+        axis_bounds=(bz, by, bx),
+        first_block=0,
+    )
+    _fill_resources(tiling, spec, layer, axes, profile, consumer_groups, cin, k3)
+    return tiling
+
+
+def _fill_resources(
+    tiling: LayerTiling,
+    spec: NetworkSpec,
+    layer: LayerSpec,
+    axes: list[_Axis],
+    profile: CoreProfile,
+    consumer_groups: list[int],
+    cin: int,
+    k3: int,
+) -> None:
+    """Exact per-block use of every resource, and the whole-layer lower bound."""
+    shp = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+    sizes = [np.diff(b).reshape(s) for b, s in zip(tiling.axis_bounds, shp, strict=True)]
+    reach = [ax.in_reach(b).reshape(s) for ax, b, s in zip(axes, tiling.axis_bounds, shp, strict=True)]
+    groups = np.diff(tiling.channel_bounds).reshape(-1, 1, 1, 1)
+    vol = math.prod(sizes)[None]
+    neurons = groups * vol
+    in_axons = np.broadcast_to(cin * math.prod(reach)[None], neurons.shape)
+    out_pc = np.zeros(vol.shape, dtype=np.int64)
+    for j, n_groups in enumerate(consumer_groups):
+        out_pc = out_pc + n_groups * math.prod(
+            part_sums(ax.dest_counts[j], b).reshape(s)
+            for ax, b, s in zip(axes, tiling.axis_bounds, shp, strict=True)
+        )
+    out_axons = groups * out_pc
+    if profile.shared_weights:
+        syn = np.broadcast_to(groups * (k3 * cin * profile.bits_per_weight), neurons.shape)
+    else:
+        fan_sum = math.prod(
+            part_sums(ax.rf, b).reshape(s) for ax, b, s in zip(axes, tiling.axis_bounds, shp, strict=True)
+        )
+        syn = groups * fan_sum[None] * cin * profile.bits_per_weight
+    tiling.resources = {
+        "neurons": neurons.ravel().astype(np.int64),
+        "synaptic_memory_bits": np.ceil(syn).ravel().astype(np.int64),
+        "input_axons": in_axons.ravel().astype(np.int64),
+        "output_axons": out_axons.ravel().astype(np.int64),
+    }
+    # Whole-layer totals for the lower bound (see the module docstring for what each term means).
+    reached_inputs = math.prod(int((ax.lo <= ax.hi).sum()) for ax in axes)
+    useful_outputs = 0
+    for j in range(len(consumer_groups)):
+        useful_outputs += math.prod(int((ax.dest_counts[j] > 0).sum()) for ax in axes)
+    cout = layer.out_channels
+    syn_total = (
+        k3 * cin * cout * profile.bits_per_weight
+        if profile.shared_weights
+        else cout * cin * math.prod(int(ax.rf.sum()) for ax in axes) * profile.bits_per_weight
+    )
+    totals = {
+        "neurons": cout * int(math.prod(ax.n for ax in axes)),
+        "input_axons": cin * reached_inputs,
+        "output_axons": cout * useful_outputs,
+        "synaptic_memory_bits": int(math.ceil(syn_total)),
+    }
+    limits = profile.limits()
+    tiling.layer_totals = totals
+    tiling.lower_bound = max(1, *(-(-totals[r] // int(limits[r])) for r in RESOURCES))
+    use = {r: float(tiling.resources[r].max()) / limits[r] for r in RESOURCES}
+    use["neurons"] = float(tiling.resources["neurons"].max()) / profile.neuron_budget
+    tiling.binding = max(use, key=use.get)  # type: ignore[arg-type]
+
+
+def tile_network(spec: NetworkSpec, input_shape: tuple[int, int, int], profile: CoreProfile) -> NetworkTiling:
+    """Tile every layer that lives on cores (all but the analog input), consumers first."""
+    geo = spec.geometry(input_shape)
+    on_core = [layer for layer in spec.layers if layer.kind != "input"]
+    tilings: dict[str, LayerTiling] = {}
+    for index in reversed(range(len(on_core))):
+        tilings[on_core[index].name] = tile_layer(spec, geo, on_core[index], profile, tilings, index)
+    ordered = [tilings[layer.name] for layer in on_core]
+    first = 0
+    for tiling in ordered:
+        tiling.first_block = first
+        first += tiling.n_blocks
+    return NetworkTiling(spec=spec, input_shape=geo["input"].out_shape, profile=profile, layers=ordered)
+
+
+def _axis_overlaps(
+    dst: LayerSpec, axis: int, n_src: int, n_dst: int, src_bounds: np.ndarray, dst_bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-zero (src part, dst part, source indices of the src part with a synapse into the dst part) on one
+    axis."""
+    lo, hi = axis_reach(dst, axis, n_src, n_dst)
+    # overlap[d, s]: indices of src part s with a synapse into dst part d.
+    overlap = part_sums(reach_matrix(lo, hi, dst_bounds).astype(np.int64), src_bounds)
+    d, s = np.nonzero(overlap)
+    return s, d, overlap[d, s]
+
+
+def block_pairs(tiling: NetworkTiling, src: str, dst: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (src block, dst block) pair joined by the synapse src -> dst, with the number of source neurons
+    of the src block that have at least one synapse into the dst block (so each spike of such a neuron crosses
+    the network once towards that core). Global block ids; computed per axis, then combined."""
+    s_t, d_t = tiling.layer(src), tiling.layer(dst)
+    dst_layer = tiling.spec.layer(dst)
+    per_axis = [
+        _axis_overlaps(
+            dst_layer, a, s_t.out_shape[a], d_t.out_shape[a], s_t.axis_bounds[a], d_t.axis_bounds[a]
+        )
+        for a in range(3)
+    ]
+    (sz, dz, vz), (sy, dy, vy), (sx, dx, vx) = per_axis
+    iz, iy, ix = (
+        m.ravel()
+        for m in np.meshgrid(np.arange(len(sz)), np.arange(len(sy)), np.arange(len(sx)), indexing="ij")
+    )
+    s_nc, s_nz, s_ny, s_nx = s_t.grid
+    d_nc, d_nz, d_ny, d_nx = d_t.grid
+    s_sp = (sz[iz] * s_ny + sy[iy]) * s_nx + sx[ix]
+    d_sp = (dz[iz] * d_ny + dy[iy]) * d_nx + dx[ix]
+    count = vz[iz] * vy[iy] * vx[ix]
+    s_groups = np.diff(s_t.channel_bounds)
+    # Every output channel reads every input channel: all (src group, dst group) pairs are joined.
+    gs, gd = np.meshgrid(np.arange(s_nc), np.arange(d_nc), indexing="ij")
+    gs, gd = gs.ravel()[:, None], gd.ravel()[:, None]
+    src_ids = s_t.first_block + gs * (s_nz * s_ny * s_nx) + s_sp[None, :]
+    dst_ids = d_t.first_block + gd * (d_nz * d_ny * d_nx) + d_sp[None, :]
+    neurons = s_groups[gs] * count[None, :]
+    return src_ids.ravel(), dst_ids.ravel(), neurons.ravel()

@@ -1,0 +1,422 @@
+"""Graph mapper: tiling within core limits, exact coverage, lower bound, traffic from geometry, placement,
+CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikereg_deploy.cli import map_cli
+from spikereg_deploy.cli.map_cli import read_traffic_report
+from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.mapping_report import evaluate, link_loads, mapping_document, read_mapping
+from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
+from spikereg_deploy.placement import BlockGraph, LayerRates, Placement, build_block_graph
+from spikereg_deploy.profiles import PROFILE_DIR, CoreProfile, load_profile
+from spikereg_deploy.tiling import RESOURCES, tile_network
+from spikereg_deploy.unet import UNetConfig, build_unet_spec
+
+NEURON = NeuronSpec.from_float(1.0, 0.25, 0.03)
+
+
+def tiny_profile(**changes) -> CoreProfile:
+    """Small cores, so that small volumes need many blocks of every kind."""
+    base = load_profile("loihi2")
+    values = dict(
+        neurons=96, synaptic_memory_bits=60_000, input_axons=900, output_axons=900, fill_factor=0.875
+    )
+    values.update(changes)
+    return base.replace_limits(**values)
+
+
+# -- brute force, independent of the tiler's per-axis algebra ------------------------------------------------
+def axis_conn(layer: LayerSpec, axis: int, n_in: int, n_out: int) -> np.ndarray:
+    """conn[i, o]: input index i has a synapse into output index o (straight from the conv definitions)."""
+    k, s, p = layer.kernel[axis], layer.stride[axis], layer.padding[axis]
+    i, o = np.arange(n_in)[:, None], np.arange(n_out)[None, :]
+    tap = (o - i * s + p) if layer.kind == "convT" else (i + p - o * s)
+    return (tap >= 0) & (tap < k)
+
+
+def dest_blocks_per_source(tiling, spec, geo, src: str) -> np.ndarray:
+    """(C, D, H, W) count, per source neuron, of destination cores (blocks) it has a synapse into."""
+    out = np.zeros((spec.channels_of(src), *geo[src].out_shape), dtype=np.int64)
+    for dst in spec.consumers(src):
+        layer, d_t = spec.layer(dst), tiling.layer(dst)
+        conns = [axis_conn(layer, a, geo[src].out_shape[a], geo[dst].out_shape[a]) for a in range(3)]
+        for _c0, _c1, z0, z1, y0, y1, x0, x1 in d_t.block_ranges():
+            hit = [conns[0][:, z0:z1].any(1), conns[1][:, y0:y1].any(1), conns[2][:, x0:x1].any(1)]
+            out += np.einsum("i,j,k->ijk", *hit)[None].astype(np.int64)
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_spec() -> NetworkSpec:
+    return build_unet_spec(UNetConfig())
+
+
+@pytest.fixture(scope="module")
+def small_spec() -> NetworkSpec:
+    return build_unet_spec(UNetConfig(encoder=(4, 8, 8), decoder=(8, 4, 4), time_steps=3))
+
+
+# -- tiling --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("profile_name", ["loihi2", "loihi1", "tiny"])
+def test_blocks_within_limits_cover_every_neuron_once(small_spec, default_spec, profile_name):
+    profile = tiny_profile() if profile_name == "tiny" else load_profile(profile_name)
+    spec = small_spec if profile_name == "tiny" else default_spec
+    shape = (8, 8, 12) if profile_name == "tiny" else (16, 16, 16)
+    tiling = tile_network(spec, shape, profile)
+    geo = spec.geometry(shape)
+    limits = profile.limits()
+    for r in RESOURCES:
+        assert (tiling.resource(r) <= limits[r]).all(), r
+    assert (tiling.resource("neurons") <= profile.neuron_budget).all()
+    assert [t.name for t in tiling.layers] == [layer.name for layer in spec.layers[1:]]
+    for lt in tiling.layers:
+        assert lt.resources["neurons"].sum() == geo[lt.name].neurons
+        cover = np.zeros((lt.channels, *lt.out_shape), dtype=np.int64)
+        for c0, c1, z0, z1, y0, y1, x0, x1 in lt.block_ranges():
+            cover[c0:c1, z0:z1, y0:y1, x0:x1] += 1
+        assert (cover == 1).all(), lt.name
+        assert lt.n_blocks >= lt.lower_bound >= 1
+    assert tiling.n_blocks >= tiling.lower_bound
+
+
+def test_block_resources_match_brute_force(small_spec):
+    profile = tiny_profile()
+    shape = (8, 8, 12)
+    tiling = tile_network(small_spec, shape, profile)
+    geo = small_spec.geometry(shape)
+    assert tiling.n_blocks > 3 * len(tiling.layers)  # really cut up
+    for lt in tiling.layers:
+        layer, g = small_spec.layer(lt.name), geo[lt.name]
+        conns = [axis_conn(layer, a, g.in_shape[a], g.out_shape[a]) for a in range(3)]
+        fan = dest_blocks_per_source(tiling, small_spec, geo, lt.name)
+        for b, (c0, c1, z0, z1, y0, y1, x0, x1) in enumerate(lt.block_ranges()):
+            rf = (
+                conns[0][:, z0:z1].any(1).sum()
+                * conns[1][:, y0:y1].any(1).sum()
+                * conns[2][:, x0:x1].any(1).sum()
+            )
+            assert lt.resources["input_axons"][b] == g.in_channels * rf
+            assert lt.resources["output_axons"][b] == fan[c0:c1, z0:z1, y0:y1, x0:x1].sum()
+            k3 = int(np.prod(layer.kernel))
+            assert lt.resources["synaptic_memory_bits"][b] == np.ceil(k3 * g.in_channels * (c1 - c0) * 9)
+
+
+def test_layer_needing_two_cores_by_synaptic_memory():
+    spec = NetworkSpec(
+        layers=(
+            LayerSpec("input", "input", 2, kernel=1, padding=0),
+            LayerSpec("a", "conv", 8, inputs=("input",), neuron=NEURON),
+            LayerSpec("readout", "readout", 3, inputs=("a",), kernel=1, padding=0),
+        ),
+        time_steps=2,
+    )
+    kernel_bits = 27 * 2 * 8 * 8  # k^3 x Cin x Cout x 8 bits = 3,456
+    profile = load_profile("loihi2").replace_limits(
+        neurons=100_000,
+        synaptic_memory_bits=kernel_bits // 2,
+        input_axons=100_000,
+        output_axons=100_000,
+        bits_per_weight=8.0,
+        fill_factor=1.0,
+    )
+    tiling = tile_network(spec, (4, 4, 4), profile)
+    a = tiling.layer("a")
+    assert a.lower_bound == 2 and a.n_blocks == 2
+    assert a.grid == (2, 1, 1, 1) and a.binding == "synaptic_memory_bits"
+    assert (a.resources["synaptic_memory_bits"] == kernel_bits // 2).all()
+
+
+def test_full_oasis_volume_tiles_fast(default_spec):
+    start = time.perf_counter()
+    tiling = tile_network(default_spec, (160, 192, 224), load_profile("loihi2"))
+    assert time.perf_counter() - start < 10
+    assert tiling.n_blocks >= tiling.lower_bound
+    assert tiling.n_blocks <= 1.2 * tiling.lower_bound
+
+
+# -- traffic -------------------------------------------------------------------------------------------------
+def fake_report(spec: NetworkSpec, shape, rates: dict[str, float]) -> dict:
+    geo = spec.geometry(shape)
+    t = spec.time_steps
+    return {
+        "format": "spikereg-simulation-report",
+        "version": 1,
+        "network": {"fingerprint": spec.fingerprint(), "name": spec.name},
+        "input_shape": list(shape),
+        "time_steps": t,
+        "layers": [
+            {
+                "name": layer.name,
+                "neurons": geo[layer.name].neurons,
+                "spikes": int(round(rates.get(layer.name, 0) * geo[layer.name].neurons * t)),
+                "spike_rate": rates.get(layer.name) if layer.spiking else None,
+            }
+            for layer in spec.layers[1:]
+        ],
+    }
+
+
+def test_edge_weights_are_measured_rate_times_destination_cores(small_spec):
+    shape = (8, 8, 8)
+    profile = tiny_profile(neurons=160, input_axons=2000, output_axons=2000)
+    tiling = tile_network(small_spec, shape, profile)
+    names = [layer.name for layer in small_spec.layers if layer.spiking]
+    rates = {name: 0.05 * (i + 1) for i, name in enumerate(names)}
+    measured = read_traffic_report(fake_report(small_spec, shape, rates), small_spec, shape)
+    assert measured.label == "measured" and measured.rates == pytest.approx(rates)
+    graph = build_block_graph(tiling, measured).to_networkx(tiling)
+    geo = small_spec.geometry(shape)
+    for lt in tiling.layers:
+        if not small_spec.layer(lt.name).spiking:
+            continue
+        fan = dest_blocks_per_source(tiling, small_spec, geo, lt.name)
+        for b, (c0, c1, z0, z1, y0, y1, x0, x1) in enumerate(lt.block_ranges()):
+            node = lt.first_block + b
+            out = sum(d["spikes"] for _, _, d in graph.out_edges(node, data=True))
+            expected = rates[lt.name] * fan[c0:c1, z0:z1, y0:y1, x0:x1].sum()
+            assert out == pytest.approx(expected)
+    # One edge by hand: neurons of the src block with a synapse into the dst block, times the measured rate.
+    src, dst, data = next(iter(graph.edges(data=True)))
+    s_name, d_name = graph.nodes[src]["layer"], graph.nodes[dst]["layer"]
+    s_t, d_t = tiling.layer(s_name), tiling.layer(d_name)
+    sr, dr = s_t.block_ranges()[src - s_t.first_block], d_t.block_ranges()[dst - d_t.first_block]
+    layer = small_spec.layer(d_name)
+    hits = [
+        axis_conn(layer, a, geo[s_name].out_shape[a], geo[d_name].out_shape[a])[
+            sr[2 + 2 * a] : sr[3 + 2 * a], dr[2 + 2 * a] : dr[3 + 2 * a]
+        ]
+        .any(1)
+        .sum()
+        for a in range(3)
+    ]
+    assert data["spikes"] == pytest.approx(rates[s_name] * (sr[1] - sr[0]) * np.prod(hits))
+
+
+# -- placement and the whole plan ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def plan32(default_spec):
+    return map_cli.plan_mapping(default_spec, (32, 32, 32), "loihi2")
+
+
+def test_placement_beats_naive_layer_order(plan32):
+    m, n = plan32.metrics, plan32.naive_metrics
+    assert plan32.placement.n_chips > 1
+    assert m["spikes_per_step"] == pytest.approx(n["spikes_per_step"])
+    assert m["spike_hops_per_step"] < 0.7 * n["spike_hops_per_step"]
+    assert m["inter_chip_spikes_per_step"] < n["inter_chip_spikes_per_step"]
+    counts = np.bincount(plan32.placement.chip)
+    assert counts.max() <= plan32.profile.usable_cores
+    slots = plan32.placement.chip * 1000 + plan32.placement.slot
+    assert len(np.unique(slots)) == plan32.tiling.n_blocks  # one block per core
+    assert plan32.tiling.n_blocks >= plan32.tiling.lower_bound
+
+
+def test_link_loads_conserve_spike_hops(plan32):
+    loads = link_loads(plan32.placement, plan32.graph, plan32.profile)
+    assert sum(a.sum() for a in loads.values()) == pytest.approx(plan32.metrics["spike_hops_per_step"])
+    assert plan32.metrics["busiest_link"]["spikes_per_step"] == pytest.approx(
+        max(a.max() for a in loads.values())
+    )
+
+
+def test_hops_and_links_by_hand():
+    """Two chips side by side (loihi2: 8 x 16 routers each); one edge from router (0, 15) of chip 0 to router
+    (1, 1) of chip 1: 2 east hops (one crossing the chip edge) then 1 south hop."""
+    profile = load_profile("loihi2")
+    placement = Placement(np.array([0, 1]), np.array([15, 17]), (1, 2), np.array([[0, 0], [0, 1]]), "hand")
+    graph = BlockGraph(2, np.array([0]), np.array([1]), np.array([10]), np.array([0.5]), 0)
+    m = evaluate(placement, graph, profile)
+    assert m["spike_hops_per_step"] == pytest.approx(1.5) and m["worst_hops"] == 3
+    assert m["east_west_hops_per_step"] == pytest.approx(1.0) and m["chip_link_crossings_per_step"] == 0.5
+    assert m["busiest_chip_link"]["from_router"] == [0, 15] and m["busiest_chip_link"]["direction"] == "east"
+    loads = link_loads(placement, graph, profile)
+    assert loads["east"][0, 15] == loads["east"][0, 16] == 0.5 and loads["south"][0, 17] == 0.5
+
+
+def test_mapping_file_round_trips(plan32, tmp_path):
+    out = tmp_path / "mapping.json"
+    doc = map_cli.write_outputs(plan32, out)
+    back = read_mapping(out)
+    assert back == doc == mapping_document(plan32)
+    assert (tmp_path / "mapping_report.md").read_text().startswith("# Mapping of")
+    assert (tmp_path / "mapping_cores.png").read_bytes()[:4] == b"\x89PNG"
+    table = np.asarray(back["blocks"])
+    assert len(table) == back["cores_used"] == plan32.tiling.n_blocks
+    assert (table[:, 9] == plan32.placement.chip).all() and (table[:, 10] == plan32.placement.slot).all()
+    for col, resource in enumerate(RESOURCES, start=11):
+        assert (table[:, col] == plan32.tiling.resource(resource)).all()
+    assert back["spike_hops_per_inference"] == pytest.approx(
+        plan32.metrics["spike_hops_per_step"] * plan32.spec.time_steps
+    )
+
+
+# -- bad input -----------------------------------------------------------------------------------------------
+def edited_profile(tmp_path: Path, old: str, new: str) -> Path:
+    text = (PROFILE_DIR / "loihi2.toml").read_text()
+    assert old in text
+    path = tmp_path / "custom.toml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_unknown_profile_name():
+    with pytest.raises(SpikeRegError, match="unknown profile 'loihi9'"):
+        load_profile("loihi9")
+
+
+def test_profile_missing_field_names_file_and_field(tmp_path):
+    path = edited_profile(tmp_path, "synaptic_memory_bits = {", "# synaptic_memory_bits = {")
+    with pytest.raises(SpikeRegError, match="missing field core.synaptic_memory_bits") as err:
+        load_profile(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_profile_non_positive_limit(tmp_path):
+    path = edited_profile(tmp_path, "input_axons = { value = 32768", "input_axons = { value = 0")
+    with pytest.raises(SpikeRegError, match="core.input_axons must be positive") as err:
+        load_profile(path)
+    assert str(path) in str(err.value)
+
+
+def test_layer_that_fits_no_core_says_which_limit_and_by_how_much(default_spec):
+    profile = load_profile("loihi2").replace_limits(synaptic_memory_bits=20_000)
+    with pytest.raises(SpikeRegError) as err:
+        tile_network(default_spec, (16, 16, 16), profile)
+    message = str(err.value)
+    # bottleneck: one neuron's kernel is 3^3 x 128 inputs x 9 bits = 31,104 bits, 11,104 over.
+    assert "'bottleneck'" in message and "synaptic memory" in message and "11,104 over" in message
+
+
+def test_layer_that_fits_no_core_by_input_axons(default_spec):
+    profile = load_profile("loihi1").replace_limits(input_axons=3000)
+    with pytest.raises(SpikeRegError, match=r"'bottleneck'.*3,456 input axons, 456 over"):
+        tile_network(
+            default_spec, (32, 32, 32), profile
+        )  # 4^3 bottleneck: an inner voxel sees 3^3 x 128 inputs
+
+
+@pytest.mark.parametrize("change", ["fingerprint", "layers", "shape"])
+def test_traffic_report_from_another_network(default_spec, small_spec, change):
+    shape = (16, 16, 16)
+    report = fake_report(default_spec, shape, {layer.name: 0.1 for layer in default_spec.layers})
+    if change == "fingerprint":
+        report["network"]["fingerprint"] = small_spec.fingerprint()
+        match = "another network"
+    elif change == "layers":
+        report["layers"] = report["layers"][:-1]
+        match = "do not match"
+    else:
+        report["input_shape"] = [32, 32, 32]
+        match = "measured at input"
+    with pytest.raises(SpikeRegError, match=match):
+        read_traffic_report(report, default_spec, shape)
+
+
+def run_cli(args: list[str], tmp_path: Path, capsys) -> tuple[int, str]:
+    code = map_cli.main(args + ["-o", str(tmp_path / "out" / "mapping.json")])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["profile-name", "profile-field", "profile-limit", "no-fit", "traffic"])
+def test_cli_bad_input_exits_2_and_leaves_nothing(case, tmp_path, capsys, default_spec, small_spec):
+    args = ["--config-default", "--input-shape", "16", "16", "16"]
+    if case == "profile-name":
+        args += ["--profile", "loihi9"]
+    elif case == "profile-field":
+        args += ["--profile", str(edited_profile(tmp_path, "input_axons = {", "# input_axons = {"))]
+    elif case == "profile-limit":
+        args += ["--profile", str(edited_profile(tmp_path, "value = 4096,", "value = -1,"))]
+    elif case == "no-fit":
+        args += ["--profile", str(edited_profile(tmp_path, "value = 1048576", "value = 20000"))]
+    else:
+        report = fake_report(small_spec, (16, 16, 16), {})
+        (tmp_path / "report.json").write_text(json.dumps(report))
+        args += ["--traffic", str(tmp_path / "report.json")]
+    code, err = run_cli(args, tmp_path, capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in err
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_default_network_and_measured_traffic(tmp_path, capsys, default_spec):
+    shape = (16, 16, 16)
+    rates = {layer.name: 0.08 for layer in default_spec.layers if layer.spiking}
+    (tmp_path / "report.json").write_text(json.dumps(fake_report(default_spec, shape, rates)))
+    code = map_cli.main(["--traffic", str(tmp_path / "report.json"), "-o", str(tmp_path / "mapping.json")])
+    err = capsys.readouterr().err
+    assert code == 0 and "no .net given" in err and "16x16x16" in err
+    doc = read_mapping(tmp_path / "mapping.json")
+    assert doc["traffic"]["label"] == "measured" and doc["input_shape"] == [16, 16, 16]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mapping.json",
+        "mapping_cores.png",
+        "mapping_report.md",
+        "report.json",
+    ]
+
+
+def test_cli_reads_net_through_the_export_reader(tmp_path, capsys, monkeypatch, small_spec):
+    reader = types.ModuleType("spikereg_deploy.export.reader")
+    reader.read_net = lambda path: types.SimpleNamespace(spec=small_spec, input_shape=(8, 8, 8))  # type: ignore
+    monkeypatch.setitem(sys.modules, "spikereg_deploy.export.reader", reader)
+    code = map_cli.main(["model.net", "--profile", "loihi1", "-o", str(tmp_path / "m.json")])
+    assert code == 0
+    doc = read_mapping(tmp_path / "m.json")
+    assert doc["network"]["fingerprint"] == small_spec.fingerprint() and doc["input_shape"] == [8, 8, 8]
+    assert (tmp_path / "m_report.md").exists() and (tmp_path / "m_cores.png").exists()
+
+
+def test_assumed_rate_must_be_a_rate(default_spec):
+    tiling = tile_network(default_spec, (16, 16, 16), load_profile("loihi2"))
+    with pytest.raises(SpikeRegError, match="assumed spike rate"):
+        LayerRates.assumed(tiling, 1.5)
+    assert list(itertools.islice(LayerRates.assumed(tiling).rates, 1)) == ["enc0"]
+    assert replace(load_profile("loihi1"), name="x").neurons == 1024
+
+
+def test_projected_synops_use_exact_fanout(small_spec):
+    from spikereg_deploy.fanout import fanout_map
+    from spikereg_deploy.mapping_report import _fanout_total
+
+    geo = small_spec.geometry((8, 8, 12))
+    for layer in small_spec.layers[1:]:
+        g = geo[layer.name]
+        assert _fanout_total(small_spec, layer.name, geo) == fanout_map(layer, g.in_shape, g.out_shape).sum()
+
+
+def test_real_net_file_and_simulation_report(tmp_path, capsys, small_spec):
+    """The .net writer/reader and the simulator's report (reference engine) feed the mapper unchanged."""
+    writer = pytest.importorskip("spikereg_deploy.export.writer")
+    sim = pytest.importorskip("spikereg_deploy.simulators.simulation")
+    rng = np.random.default_rng(0)
+    weights = {
+        layer.name: 2 * rng.integers(-60, 60, size=writer.expected_weight_shape(small_spec, layer))
+        for layer in small_spec.layers[1:]
+    }
+    writer.write_net(tmp_path / "small.net", small_spec, weights, (8, 8, 8))
+    image = rng.random((2, 8, 8, 8)).astype(np.float32)
+    result = sim.simulate(small_spec, weights, image, engine="reference", progress=False)
+    (tmp_path / "report.json").write_text(json.dumps(sim.build_report(result, small_spec, (8, 8, 8))))
+    out = tmp_path / "mapping.json"
+    code = map_cli.main(
+        [str(tmp_path / "small.net"), "--traffic", str(tmp_path / "report.json"), "-o", str(out)]
+    )
+    assert code == 0, capsys.readouterr().err
+    doc = read_mapping(out)
+    assert doc["traffic"]["label"] == "measured" and doc["input_shape"] == [8, 8, 8]
+    assert doc["energy"]["counts"]["synaptic_ops"]["how"].startswith("measured")
+    assert doc["traffic"]["rates"]["enc0"] == pytest.approx(result.counts["enc0"].spikes / (8**3 * 4 * 3))
