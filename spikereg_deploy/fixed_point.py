@@ -65,6 +65,8 @@ def cuba_step(u: Any, v: Any, a_in: Any, neuron: NeuronSpec) -> tuple[Any, Any, 
     Mirrors lava-nc's bit-accurate LIF (whose `du` is exported `iDecay - 1` plus its own offset of 1).
     """
     xp = _xp(u)
+    if xp is not np:
+        return _cuba_step_torch(u, v, a_in, neuron)
     u_new = decay(u, neuron.i_decay) + (a_in << ACTIVATION_SHIFT)
     u_new = _where(xp, u_new > STATE_LIMIT, u_new - 2 * STATE_LIMIT, u_new)
     u_new = _where(xp, u_new <= -STATE_LIMIT, u_new + 2 * STATE_LIMIT, u_new)
@@ -75,6 +77,27 @@ def cuba_step(u: Any, v: Any, a_in: Any, neuron: NeuronSpec) -> tuple[Any, Any, 
         v_new = v_new.clamp(-STATE_LIMIT + 1, STATE_LIMIT - 1)
     spikes = v_new > (neuron.vth_mant << THRESHOLD_SHIFT)
     v_new = _where(xp, spikes, xp.zeros_like(v_new), v_new)
+    return u_new, v_new, spikes
+
+
+def _cuba_step_torch(u: Any, v: Any, a_in: Any, neuron: NeuronSpec) -> tuple[Any, Any, Any]:
+    """The same step with fewer passes over memory (the reference engine spends most of its time here).
+
+    Division with rounding_mode='trunc' by 4096 equals sign(x) * (|x| >> 12); wrapping is checked with one
+    reduction because it almost never happens.
+    """
+    import torch
+
+    u_new = torch.div(u * (DECAY_UNITY - neuron.i_decay), DECAY_UNITY, rounding_mode="trunc")
+    u_new += a_in * (1 << ACTIVATION_SHIFT)
+    if u_new.numel() and (u_new.max() > STATE_LIMIT or u_new.min() <= -STATE_LIMIT):
+        u_new = torch.where(u_new > STATE_LIMIT, u_new - 2 * STATE_LIMIT, u_new)
+        u_new = torch.where(u_new <= -STATE_LIMIT, u_new + 2 * STATE_LIMIT, u_new)
+    v_new = torch.div(v * (DECAY_UNITY - neuron.v_decay), DECAY_UNITY, rounding_mode="trunc")
+    v_new += u_new
+    v_new.clamp_(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+    spikes = v_new > (neuron.vth_mant << THRESHOLD_SHIFT)
+    v_new.masked_fill_(spikes, 0)
     return u_new, v_new, spikes
 
 

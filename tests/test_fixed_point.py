@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from lava.lib.dl.slayer.neuron import cuba
 
@@ -47,13 +48,17 @@ def test_decay_rounds_toward_zero():
     assert list(fx.decay(np.array([-4097, 4097]), 2048)) == [-2048, 2048]
 
 
-def test_current_wraps_and_voltage_saturates_at_24_bits():
+@pytest.mark.parametrize("xp", [np, torch])
+def test_current_wraps_and_voltage_saturates_at_24_bits(xp):
+    def arr(x):
+        return np.array(x, dtype=np.int64) if xp is np else torch.tensor(x, dtype=torch.int64)
+
     neuron = NeuronSpec(i_decay=1, v_decay=1, vth_mant=(1 << 17) - 1)
-    big = np.array([(1 << 17)])  # << 6 == 2^23: lands exactly on the wrap limit
-    u, v, _ = fx.cuba_step(np.array([1 << 22]), np.array([0]), big, neuron)
+    big = arr([(1 << 17)])  # << 6 == 2^23: lands exactly on the wrap limit
+    u, v, _ = fx.cuba_step(arr([1 << 22]), arr([0]), big, neuron)
     assert u[0] == fx.decay(np.array([1 << 22]), 1)[0] + (1 << 23) - (1 << 24)
     low = -(1 << 23) + 10
-    u, v, s = fx.cuba_step(np.array([low]), np.array([low]), np.array([0]), neuron)
+    u, v, s = fx.cuba_step(arr([low]), arr([low]), arr([0]), neuron)
     assert v[0] == -(1 << 23) + 1 and not s[0]  # saturates (a positive overflow would spike and reset)
 
 
