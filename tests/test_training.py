@@ -1,0 +1,104 @@
+"""Conversion fidelity, fine-tuning progress, resumable deterministic training, config errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spikereg_deploy import fixed_point as fx
+from spikereg_deploy.engine import IntegerNetwork
+from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.training.ann import AnnUNet
+from spikereg_deploy.training.checkpoint import load_checkpoint
+from spikereg_deploy.training.conversion import convert
+from spikereg_deploy.training.train import TrainConfig, train, training_step
+from spikereg_deploy.unet import UNetConfig
+
+SMALL = {"encoder": [4, 8, 8], "decoder": [8, 4, 4], "time_steps": 3}
+
+
+def _smooth_images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 2, size, size, size, generator=gen)
+    return torch.nn.functional.avg_pool3d(x, 5, 1, 2)
+
+
+def test_conversion_preserves_teacher_at_large_t():
+    """At T=32 the converted SNN's displacement tracks the teacher's: correlation > 0.9 (stated tolerance)."""
+    torch.manual_seed(0)
+    ann = AnnUNet(UNetConfig(encoder=(8, 16, 16), decoder=(16, 8, 8), time_steps=32))
+    torch.nn.init.normal_(ann.convs["readout"].weight, std=0.05)
+    images = _smooth_images(2)
+    snn, report = convert(ann, images)
+    with torch.no_grad():
+        teacher, student = ann(images), snn(images).displacement
+    corr = np.corrcoef(teacher.flatten(), student.flatten())[0, 1]
+    assert corr > 0.9, corr
+    for row in report:  # calibration hits each layer's target rate
+        assert abs(row.rate - row.target_rate) < 0.02, row
+    for w in snn.integer_weights().values():
+        assert fx.check_weight_mantissa(w) is None
+
+
+def test_connection_vs_layer_normalisation_differ_on_skip_layers():
+    torch.manual_seed(1)
+    ann = AnnUNet(UNetConfig(**{**SMALL, "encoder": (4, 8, 8)}))
+    images = _smooth_images(2, seed=1)
+    a, _ = convert(ann, images, normalisation="connection", bisection_steps=3)
+    b, _ = convert(ann, images, normalisation="layer", bisection_steps=3)
+    assert not np.array_equal(a.integer_weights()["dec1"], b.integer_weights()["dec1"])
+    np.testing.assert_array_equal(a.integer_weights()["enc1"], b.integer_weights()["enc1"])
+
+
+def test_fine_tuning_lowers_the_loss_and_stays_exportable():
+    torch.manual_seed(2)
+    ann = AnnUNet(UNetConfig(**SMALL))
+    images = _smooth_images(2, seed=2)
+    snn, _ = convert(ann, images, bisection_steps=4)
+    snn.train()
+    cfg = TrainConfig(stage="snn", lr=3e-3, sparsity_weight=0.1, reg_weight=0.1, ncc_window=5)
+    opt = torch.optim.Adam(snn.parameters(), lr=cfg.lr)
+    fixed, moving = images[:, :1], images[:, 1:]
+    losses = [float(training_step(snn, opt, fixed, moving, cfg)[0]) for _ in range(8)]
+    assert min(losses[-3:]) < losses[0]
+    weights = snn.integer_weights()
+    for w in weights.values():
+        assert fx.check_weight_mantissa(w) is None
+    image = images[0].numpy()
+    with torch.no_grad():
+        result = snn.eval()(images[:1])
+    run = IntegerNetwork(snn.spec, weights).run(image, record_spikes=True)
+    for name, spikes in result.spikes.items():  # the trained model is exactly what gets exported
+        np.testing.assert_array_equal(np.moveaxis(spikes[0].numpy() > 0, -1, 0), np.stack(run.spikes[name]))
+
+
+def test_training_resumes_deterministically(tmp_path):
+    cfg = TrainConfig(stage="ann", model=SMALL, shape=(16, 16, 16), steps=4, batch_size=1, checkpoint_every=2)
+    train(cfg, tmp_path / "straight.pt", progress=False, log=lambda m: None)
+    half = TrainConfig(**{**cfg.__dict__, "steps": 2})
+    train(half, tmp_path / "resumed.pt", progress=False, log=lambda m: None)
+    payload = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    payload["training_state"]["finished"] = False  # pretend it was interrupted at step 2
+    torch.save(payload, tmp_path / "resumed.pt")
+    train(cfg, tmp_path / "resumed.pt", progress=False, log=lambda m: None)
+    a = load_checkpoint(tmp_path / "straight.pt", kind="ann").state_dict()
+    b = load_checkpoint(tmp_path / "resumed.pt", kind="ann").state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("stage = 'ann'\n[optim]\nstepz = 3\n")
+    with pytest.raises(SpikeRegError, match="stepz"):
+        TrainConfig.from_toml(bad)
+    with pytest.raises(SpikeRegError, match="no such"):
+        TrainConfig.from_toml(tmp_path / "none.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("stage = \n")
+    with pytest.raises(SpikeRegError, match="broken.toml"):
+        TrainConfig.from_toml(broken)
+    odd = tmp_path / "odd.toml"
+    odd.write_text("stage = 'snn'\n[model]\nencoder = [4, 8, 16]\ndecoder = [8]\n")
+    with pytest.raises(SpikeRegError, match="decoder"):
+        TrainConfig.from_toml(odd)
