@@ -49,6 +49,12 @@ def int_array(values: Iterable[Any]) -> np.ndarray:
     return np.asarray([int(v) for v in values], dtype=np.int64)
 
 
+def text_value(text: str) -> np.bytes_:
+    """An extension string: UTF-8 in a fixed-length scalar, stored inline like `type` rather than in HDF5's
+    global heap, whose corruption can hang libhdf5 itself."""
+    return np.bytes_(text.encode("utf-8"))
+
+
 def weight_array(weight: Any) -> np.ndarray:
     """Validated mantissas as lava-dl stores them (float32 holding integers, exact for the 8-bit range)."""
     from spikereg_deploy.fixed_point import check_weight_mantissa

