@@ -28,7 +28,7 @@ from .preprocess import (
     plan_grid,
     preprocess_pair,
 )
-from .warp import integrate_velocity, warp_image, warp_labels
+from .warp import integrate_velocity, warp_image
 
 __all__ = [
     "RegistrationPair",
@@ -324,12 +324,12 @@ def _augment(image: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> n
 
 @functools.lru_cache(maxsize=4)
 def _template(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MNI152 2009a (nilearn) image, labels and affine on a `shape` grid cropped to the brain (memory only).
+    """MNI152 2009a (nilearn) image, tissue probabilities and affine on a `shape` grid cropped to the brain.
 
     The 1 mm files are loaded and resampled once, straight to `shape` (anti-aliased), rather than first to
-    nilearn's 2 mm grid: one resampling instead of two, and it is several times faster. Labels are the argmax
-    of the resampled tissue probabilities (grey, white, rest of the brain mask), smoother than
-    nearest-neighbour.
+    nilearn's 2 mm grid: one resampling instead of two, and it is several times faster. The probabilities
+    (background, grey, white, rest of the brain mask; shape (4, D, H, W)) stay soft: each side of a pair warps
+    them and only then takes the argmax as its label map (memory only).
     """
     try:
         from nilearn.datasets import load_mni152_gm_template, load_mni152_template, load_mni152_wm_template
@@ -344,12 +344,20 @@ def _template(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.n
     rest = brain * np.clip(1.0 - gm - wm, 0.0, 1.0)
     transform = plan_grid(t.shape, shape, 1, foreground_box(brain, margin=8))
     image = normalize_intensity(apply_grid(t * brain, transform, 1))
-    probs = np.stack([apply_grid(p, transform, 1) for p in (1.0 - brain, gm, wm, rest)])
-    labels = np.argmax(probs, axis=0).astype(np.int16)
+    probs = np.stack([apply_grid(p, transform, 1) for p in (1.0 - brain, gm, wm, rest)]).astype(np.float32)
     affine = transform.affine_out(np.asarray(t_img.affine, dtype=np.float64))
-    for arr in (image, labels, affine):
+    for arr in (image, probs, affine):
         arr.flags.writeable = False
-    return image, labels, affine
+    return image, probs, affine
+
+
+def _warped_labels(probs: np.ndarray, disp: np.ndarray) -> np.ndarray:
+    """Labels of a warped template: argmax of the trilinearly warped tissue probabilities.
+
+    Warping the hard label map with nearest neighbour instead quantizes every boundary to the coarse grid
+    once per side, and at 32^3 that noise alone costs more Dice than a good registration gains.
+    """
+    return np.argmax(np.stack([warp_image(p, disp) for p in probs]), axis=0).astype(np.int16)
 
 
 def embedded_pairs(
@@ -367,14 +375,14 @@ def embedded_pairs(
     if len(shape3) != 3 or min(shape3) < 4:
         raise DataError(f"embedded pairs need three sizes >= 4, got {tuple(shape)}")
     cfg = config or SynthConfig()
-    image, labels, affine = _template(shape3)  # type: ignore[arg-type]
+    image, probs, affine = _template(shape3)  # type: ignore[arg-type]
     pairs = []
     for i in range(n):
         rng = np.random.default_rng([abs(int(seed)), i, 0 if seed >= 0 else 1])
         sides = []
         for _ in range(2):
             disp, _ = random_deformation(shape3, rng, cfg.max_displacement, cfg.sigma, cfg.steps)
-            sides.append((_augment(warp_image(image, disp), rng, cfg), warp_labels(labels, disp)))
+            sides.append((_augment(warp_image(image, disp), rng, cfg), _warped_labels(probs, disp)))
         (fixed, fixed_lab), (moving, moving_lab) = sides
         pairs.append(
             RegistrationPair(fixed, moving, fixed_lab, moving_lab, affine.copy(), f"embedded-{seed}-{i}")

@@ -27,15 +27,19 @@ def _assert_same(spec, weights, image):
     return ref, lava
 
 
+def _assert_slayer_same(model, image, lava) -> None:
+    """The quantized torch (SLAYER) model gives the same spikes as Lava."""
+    with torch.no_grad():
+        result = model.eval()(torch.as_tensor(image)[None])
+    for name, steps in lava.spikes.items():
+        np.testing.assert_array_equal(np.moveaxis(result.spikes[name][0].numpy() > 0, -1, 0), np.stack(steps))
+
+
 def test_default_unet_bit_exact_in_lava(pair16):
     model = seeded_model(seed=0)
     ref, lava = _assert_same(model.spec, model.integer_weights(), pair16)
     assert sum(c.spikes for c in ref.counts.values()) > 10_000
-    # the quantized torch (SLAYER) model gives the same spikes as Lava
-    with torch.no_grad():
-        result = model.eval()(torch.as_tensor(pair16)[None])
-    for name, steps in lava.spikes.items():
-        np.testing.assert_array_equal(np.moveaxis(result.spikes[name][0].numpy() > 0, -1, 0), np.stack(steps))
+    _assert_slayer_same(model, pair16, lava)
 
 
 def test_small_net_odd_shape_bit_exact(small_config):
@@ -99,3 +103,15 @@ def test_unknown_tag_refused(small_config, pair16):
     model = seeded_model(small_config)
     with pytest.raises(SpikeRegError, match="tag"):
         run_lava(model.spec, model.integer_weights(), pair16, tag="loihi3")
+
+
+def test_embedded_trained_model_bit_exact_in_lava(pair16):
+    """The committed fine-tuned model is what Lava runs, spike for spike (issue 7's export check)."""
+    from spikereg_deploy.training.default_model import embedded_checkpoint_path, load_default_model
+
+    assert embedded_checkpoint_path() is not None, "the trained default model is not installed with the package"
+    model, description = load_default_model()
+    assert description.startswith("embedded trained model")
+    ref, lava = _assert_same(model.spec, model.integer_weights(), pair16)
+    assert sum(c.spikes for c in ref.counts.values()) > 1_000
+    _assert_slayer_same(model, pair16, lava)

@@ -72,14 +72,20 @@ def test_fine_tuning_lowers_the_loss_and_stays_exportable():
         np.testing.assert_array_equal(np.moveaxis(spikes[0].numpy() > 0, -1, 0), np.stack(run.spikes[name]))
 
 
-def test_training_resumes_deterministically(tmp_path):
+@pytest.mark.parametrize("how", ["interrupted", "extended"])
+def test_training_resumes_deterministically(tmp_path, how):
+    """An interrupted run, or a finished run given more steps, ends exactly where a straight run does."""
     cfg = TrainConfig(stage="ann", model=SMALL, shape=(16, 16, 16), steps=4, batch_size=1, checkpoint_every=2)
     train(cfg, tmp_path / "straight.pt", progress=False, log=lambda m: None)
     half = TrainConfig(**{**cfg.__dict__, "steps": 2})
     train(half, tmp_path / "resumed.pt", progress=False, log=lambda m: None)
-    payload = torch.load(tmp_path / "resumed.pt", weights_only=True)
-    payload["training_state"]["finished"] = False  # pretend it was interrupted at step 2
-    torch.save(payload, tmp_path / "resumed.pt")
+    if how == "interrupted":
+        payload = torch.load(tmp_path / "resumed.pt", weights_only=True)
+        payload["training_state"]["finished"] = False
+        torch.save(payload, tmp_path / "resumed.pt")
+    messages: list[str] = []
+    train(half, tmp_path / "resumed.pt", progress=False, log=messages.append)
+    assert how == "interrupted" or "nothing to do" in messages[-1]
     train(cfg, tmp_path / "resumed.pt", progress=False, log=lambda m: None)
     a = load_checkpoint(tmp_path / "straight.pt", kind="ann").state_dict()
     b = load_checkpoint(tmp_path / "resumed.pt", kind="ann").state_dict()
@@ -102,3 +108,11 @@ def test_config_errors(tmp_path):
     odd.write_text("stage = 'snn'\n[model]\nencoder = [4, 8, 16]\ndecoder = [8]\n")
     with pytest.raises(SpikeRegError, match="decoder"):
         TrainConfig.from_toml(odd)
+
+
+def test_zero_steps_means_convert_only():
+    TrainConfig(stage="snn", steps=0, init="ann.pt").validate()
+    with pytest.raises(SpikeRegError, match="convert only"):
+        TrainConfig(stage="ann", steps=0).validate()
+    with pytest.raises(SpikeRegError, match="steps must be >= 0"):
+        TrainConfig(stage="snn", steps=-1).validate()

@@ -86,8 +86,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.stage not in ("ann", "snn"):
             raise SpikeRegError(f"stage must be 'ann' or 'snn', got {self.stage!r}")
-        if self.steps <= 0 or self.batch_size <= 0 or self.lr <= 0:
-            raise SpikeRegError("steps, batch_size and lr must be positive")
+        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise SpikeRegError("steps must be >= 0, batch_size and lr positive")
+        if self.steps == 0 and self.stage != "snn":
+            raise SpikeRegError("steps 0 (convert only, no fine-tuning) is for stage snn")
         UNetConfig.from_dict(self.model)  # validates the architecture
         if len(self.shape) != 3:
             raise SpikeRegError("shape must have three sizes")
@@ -142,8 +144,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     if resume and out.exists():
         payload = read_checkpoint(out)
         state = payload.get("training_state") or {}
-        if state.get("finished"):
-            log(f"{out} is a finished run; nothing to do")
+        if state.get("finished") and int(state.get("step", 0)) >= cfg.steps:
+            log(f"{out} is a finished run of {state.get('step')} steps; nothing to do")
             return state
         model = load_checkpoint(out, kind=cfg.stage)
         start = int(state.get("step", 0))

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stage", choices=("ann", "snn"), help="overrides the config's stage")
     parser.add_argument("--config", help="TOML config ([model], [data], [optim], [conversion] tables)")
     parser.add_argument("--init", help="stage snn: ANN checkpoint to convert (or SNN checkpoint to continue)")
-    parser.add_argument("--steps", type=int, help="overrides the config's number of steps")
+    parser.add_argument("--steps", type=int, help="overrides the config's steps (stage snn: 0 = convert only)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing output checkpoint")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (atomically)")
     return parser
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.stage = args.stage
     if args.init:
         cfg.init = args.init
-    if args.steps:
+    if args.steps is not None:
         cfg.steps = args.steps
     cfg.validate()
     result = train(cfg, args.output, resume=not args.fresh)
