@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--ann", default="runs/ann.pt")
     parser.add_argument("--converted", default="runs/converted.pt")
     parser.add_argument("--snn", default="runs/snn.pt")
+    parser.add_argument("--extra", nargs="*", default=[], metavar="LABEL=CKPT",
+                        help="more checkpoints reported beside them (e.g. other T), not judged against the targets")
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--shape", nargs=3, type=int, default=(32, 32, 32))
     parser.add_argument("--json", default="benchmarks/results/registration.json")
@@ -79,16 +81,24 @@ def main() -> None:
     results: dict[str, Any] = {"pairs": len(pairs), "shape": list(args.shape), "data": "embedded, seed 0 (held out)",
                                "machine": platform.processor() or platform.machine(), "models": {}}
     all_rows: dict[str, list[dict[str, Any]]] = {}
+    extra = [tuple(item.rsplit("=", 1)) for item in args.extra]
     for key, path, label in (("ann", args.ann, "ANN teacher"), ("converted", args.converted, "converted SNN"),
-                             ("snn", args.snn, "fine-tuned SNN")):
+                             ("snn", args.snn, "fine-tuned SNN"), *((k, v, k) for k, v in extra)):
         model = checkpoint.load_checkpoint(path, kind=None)
-        rows, extra = _model_rows(model, pairs, label)
+        rows, stats = _model_rows(model, pairs, label)
         all_rows[key] = rows
-        results["models"][key] = {"checkpoint": path, **extra, **_summary(rows)}
-        print(f"{label:<16} Dice {results['models'][key]['dice_mean']:.4f} (before "
+        steps = model.config.time_steps if hasattr(model, "synapses") else None  # the ANN has no T
+        results["models"][key] = {"checkpoint": path, "time_steps": steps, **stats, **_summary(rows)}
+        print(f"{label:<16} T={steps or '-'!s:<3} Dice {results['models'][key]['dice_mean']:.4f} (before "
               f"{results['models'][key]['dice_before_mean']:.4f})  %J<=0 "
               f"{results['models'][key]['percent_jacobian_nonpositive']:.4f} %"
-              + (f"  spike rate {100 * extra['spike_rate']:.2f} %" if "spike_rate" in extra else ""))
+              + (f"  spike rate {100 * stats['spike_rate']:.2f} %" if "spike_rate" in stats else ""))
+    converted_w = checkpoint.load_checkpoint(args.converted, kind="snn").integer_weights()
+    tuned_w = checkpoint.load_checkpoint(args.snn, kind="snn").integer_weights()
+    results["weight_mantissas_changed_by_fine_tuning"] = {
+        name: int((converted_w[name] != w).sum()) for name, w in tuned_w.items() if name in converted_w}
+    print(f"fine-tuning changed {sum(results['weight_mantissas_changed_by_fine_tuning'].values()):,} of "
+          f"{sum(w.size for w in tuned_w.values()):,} weight mantissas")
     ann, snn = results["models"]["ann"], results["models"]["snn"]
     results["paired"] = {"ann_vs_snn": ev.paired_comparison(all_rows["ann"], all_rows["snn"], "dice"),
                          "ann_vs_converted": ev.paired_comparison(all_rows["ann"], all_rows["converted"], "dice"),

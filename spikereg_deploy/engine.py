@@ -103,6 +103,23 @@ class IntegerNetwork:
         bound = max_abs_row_sum(self.edge_weights[(edge.src, edge.dst)], self.spec.layer(edge.dst).kind)
         return torch.float32 if bound * payload_max < FLOAT32_EXACT else torch.float64
 
+    def _merged_weights(self) -> dict[str, tuple[torch.Tensor, torch.dtype]]:
+        """Whole-layer weights for layers fed only by spiking sources, where one float conv stays exact.
+
+        Lava keeps one synapse per edge (a concatenation costs no copy there); here one conv over the concatenated
+        spikes gives the same integer sum with less work, which is what makes the engine usable at full size.
+        """
+        merged = {}
+        for layer in self.spec.layers[1:]:
+            edges = [e for e in self.edges if e.dst == layer.name]
+            if len(edges) < 2 or any(self.spec.layer(e.src).kind == "input" for e in edges):
+                continue
+            axis = 0 if layer.kind == "convT" else 1
+            weight = np.concatenate([self.edge_weights[(e.src, e.dst)] for e in edges], axis=axis)
+            if max_abs_row_sum(weight, layer.kind) < FLOAT32_EXACT:
+                merged[layer.name] = (torch.as_tensor(weight).to(torch.float32), torch.float32)
+        return merged
+
     def run(self, image: np.ndarray, record_spikes: bool = False, progress: bool = False) -> IntegerRun:
         """Run T model steps on a (C, D, H, W) float image in [0, 1] (the analog input, quantized to 8 bits)."""
         spec = self.spec
@@ -120,6 +137,8 @@ class IntegerNetwork:
             torch_w[key] = torch.as_tensor(self.edge_weights[key]).to(dtypes[key])
             dst = spec.layer(edge.dst)
             fanouts[key] = torch.as_tensor(fanout_map(dst, geo[edge.src].out_shape, geo[edge.dst].out_shape))
+        merged = self._merged_weights()
+        analog_current: dict[tuple[str, str], torch.Tensor] = {}  # the input is the same at every step: once
         counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
         state: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer in spec.layers[1:]:
@@ -142,16 +161,21 @@ class IntegerNetwork:
                 for edge in (e for e in self.edges if e.dst == layer.name):
                     key = (edge.src, edge.dst)
                     src_out = outputs[edge.src]
-                    part = synaptic_sum(layer, src_out, torch_w[key], dtypes[key])
                     if spec.layer(edge.src).kind == "input":
-                        part = fx.analog_current(part)
+                        if key not in analog_current:
+                            analog_current[key] = fx.analog_current(
+                                synaptic_sum(layer, src_out, torch_w[key], dtypes[key]))
+                        a_in += analog_current[key]
                         c.input_macs += geo[layer.name].macs  # dense: every payload is multiplied every step
-                    else:
-                        n_in = int(src_out.sum())
-                        ops = int((src_out.sum(dim=0).to(torch.int64) * fanouts[key]).sum())
-                        c.input_spikes += n_in
-                        step_synops += ops
-                    a_in += part
+                        continue
+                    c.input_spikes += int(src_out.sum())
+                    step_synops += int((src_out.sum(dim=0).to(torch.int64) * fanouts[key]).sum())
+                    if layer.name not in merged:
+                        a_in += synaptic_sum(layer, src_out, torch_w[key], dtypes[key])
+                if layer.name in merged:  # one conv over the concatenated spikes, as the ANN does
+                    weight, dtype = merged[layer.name]
+                    stacked = torch.cat([outputs[src] for src in layer.inputs])
+                    a_in += synaptic_sum(layer, stacked, weight, dtype)
                 c.synops += step_synops
                 c.synops_per_step.append(step_synops)
                 if layer.kind == "readout":

@@ -47,7 +47,7 @@ def test_export_default_and_check(tmp_path, capsys):
     out = tmp_path / "d.net"
     assert export_cli.main(["-o", str(out), "--input-shape", "16", "16", "16"]) == 0
     captured = capsys.readouterr()
-    assert "seeded random weights" in captured.err
+    assert "embedded trained model" in captured.err  # the committed model, not the seeded fallback
     assert export_cli.main(["--check", str(out)]) == 0
     table = capsys.readouterr().out
     assert "dec1" in table and "enc2(3)" in table  # skip input with its axonal delay

@@ -9,7 +9,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class TrainConfig:
     percentile: float = 99.9
     normalisation: str = "connection"
     calibration_pairs: int = 4
+    time_steps: int = 0  # stage snn: T of the converted network (0 = the teacher config's T)
     data_seed_offset: int = 10_000  # training pairs use seeds >= this; evaluation uses lower seeds
 
     @classmethod
@@ -91,6 +92,8 @@ class TrainConfig:
         if self.steps == 0 and self.stage != "snn":
             raise SpikeRegError("steps 0 (convert only, no fine-tuning) is for stage snn")
         UNetConfig.from_dict(self.model)  # validates the architecture
+        if self.time_steps < 0:
+            raise SpikeRegError("time_steps must be >= 0 (0 = the teacher's T)")
         if len(self.shape) != 3:
             raise SpikeRegError("shape must have three sizes")
 
@@ -125,6 +128,8 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> AnnUNet | Spiki
         log(f"continuing from SNN checkpoint {cfg.init}")
         return load_checkpoint(cfg.init, kind="snn")
     ann = load_checkpoint(cfg.init, kind="ann")
+    if cfg.time_steps:  # rate precision is set by T: the same teacher converts at any T
+        ann.config = replace(ann.config, time_steps=cfg.time_steps)
     calib_cfg = TrainConfig(**{**asdict(cfg), "batch_size": cfg.calibration_pairs})
     fixed, moving = next(pair_batches(calib_cfg, 0))
     snn, report = convert(ann, torch.cat([fixed, moving], 1), cfg.percentile, cfg.normalisation)
