@@ -75,7 +75,7 @@ def synaptic_sum(layer: LayerSpec, x: torch.Tensor, w: torch.Tensor, exact_dtype
                                  output_padding=layer.output_padding)
     else:
         out = F.conv3d(xin, w, stride=layer.stride, padding=layer.padding)
-    return torch.round(out[0]).to(torch.int64)
+    return out[0].to(torch.int64)  # exact integers in this dtype: the cast loses nothing
 
 
 class IntegerNetwork:
@@ -136,7 +136,8 @@ class IntegerNetwork:
             dtypes[key] = self._exact_dtype(edge, payload_max)
             torch_w[key] = torch.as_tensor(self.edge_weights[key]).to(dtypes[key])
             dst = spec.layer(edge.dst)
-            fanouts[key] = torch.as_tensor(fanout_map(dst, geo[edge.src].out_shape, geo[edge.dst].out_shape))
+            fanouts[key] = torch.as_tensor(fanout_map(dst, geo[edge.src].out_shape, geo[edge.dst].out_shape)).to(
+                torch.int32)
         merged = self._merged_weights()
         analog_current: dict[tuple[str, str], torch.Tensor] = {}  # the input is the same at every step: once
         counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
@@ -154,9 +155,13 @@ class IntegerNetwork:
             steps = tqdm(steps, desc="reference engine", unit="step")
         for _t in steps:
             outputs: dict[str, torch.Tensor] = {spec.input_layer.name: x_q}
+            # spikes per voxel (summed over channels) and in total, per layer: counted once where they are emitted,
+            # reused by every synapse they reach
+            per_voxel: dict[str, torch.Tensor] = {}
+            emitted: dict[str, int] = {}
             for layer in spec.layers[1:]:
                 c = counts[layer.name]
-                a_in = torch.zeros((layer.out_channels, *geo[layer.name].out_shape), dtype=torch.int64)
+                parts: list[torch.Tensor] = []
                 step_synops = 0
                 for edge in (e for e in self.edges if e.dst == layer.name):
                     key = (edge.src, edge.dst)
@@ -165,17 +170,18 @@ class IntegerNetwork:
                         if key not in analog_current:
                             analog_current[key] = fx.analog_current(
                                 synaptic_sum(layer, src_out, torch_w[key], dtypes[key]))
-                        a_in += analog_current[key]
+                        parts.append(analog_current[key])
                         c.input_macs += geo[layer.name].macs  # dense: every payload is multiplied every step
                         continue
-                    c.input_spikes += int(src_out.sum())
-                    step_synops += int((src_out.sum(dim=0).to(torch.int64) * fanouts[key]).sum())
+                    c.input_spikes += emitted[edge.src]
+                    step_synops += int((per_voxel[edge.src] * fanouts[key]).sum(dtype=torch.int64))
                     if layer.name not in merged:
-                        a_in += synaptic_sum(layer, src_out, torch_w[key], dtypes[key])
+                        parts.append(synaptic_sum(layer, src_out, torch_w[key], dtypes[key]))
                 if layer.name in merged:  # one conv over the concatenated spikes, as the ANN does
                     weight, dtype = merged[layer.name]
                     stacked = torch.cat([outputs[src] for src in layer.inputs])
-                    a_in += synaptic_sum(layer, stacked, weight, dtype)
+                    parts.append(synaptic_sum(layer, stacked, weight, dtype))
+                a_in = parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
                 c.synops += step_synops
                 c.synops_per_step.append(step_synops)
                 if layer.kind == "readout":
@@ -185,7 +191,8 @@ class IntegerNetwork:
                 u, v = state[layer.name]
                 u, v, spikes = fx.cuba_step(u, v, a_in, layer.neuron)
                 state[layer.name] = (u, v)
-                n_spk = int(spikes.sum())
+                per_voxel[layer.name] = spikes.sum(dim=0, dtype=torch.int32)
+                n_spk = emitted[layer.name] = int(per_voxel[layer.name].sum(dtype=torch.int64))
                 c.spikes += n_spk
                 c.spikes_per_step.append(n_spk)
                 c.neuron_updates += c.neurons
