@@ -153,7 +153,8 @@ def plot_rates(report: dict[str, Any], path: Path) -> None:
                label=f"all neurons: {100 * report['totals']['spike_rate']:.1f} %")
     ax.set_ylabel("spike rate, % per step (measured)")
     ax.set_title(f"{report['engine']} run, T={report['time_steps']}, input {'x'.join(map(str, report['input_shape']))}")
-    ax.legend(loc="upper right")
+    ax.set_ylim(0, 1.3 * max([*rates, 100 * report["totals"]["spike_rate"], 0.1]))  # room for the legend
+    ax.legend(loc="upper left")
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     with atomic_output(path, suffix=".png") as tmp:
