@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from .energy import (
     proxy_energy,
     ratio_variants,
 )
-from .errors import SpikeRegError, atomic_output
+from .errors import SpikeRegError, atomic_output, read_json_object
 from .network import NetworkSpec
 
 ENERGY_FORMAT = "spikereg-energy-report"
@@ -25,19 +24,19 @@ ENERGY_VERSION = 1
 SIM_FORMAT, SIM_VERSION = "spikereg-simulation-report", 1
 
 
-def load_simulation_report(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise SpikeRegError("no such report file", p) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpikeRegError(f"not a JSON report ({type(err).__name__})", p) from None
-    if not isinstance(data, dict) or data.get("format") != SIM_FORMAT:
-        raise SpikeRegError(f"not a {SIM_FORMAT} file", p)
+def check_simulation_format(data: dict[str, Any], where: str | Path) -> None:
+    """Refuse anything but a `spikereg-simulate` report of a version this tool reads."""
+    if data.get("format") != SIM_FORMAT:
+        raise SpikeRegError(f"not a {SIM_FORMAT} file", where)
     if not isinstance(data.get("version"), int) or data["version"] > SIM_VERSION:
         raise SpikeRegError(f"report format version {data.get('version')!r} is newer than this tool reads "
-                            f"({SIM_VERSION})", p)
+                            f"({SIM_VERSION})", where)
+
+
+def load_simulation_report(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    data = read_json_object(p, "report")
+    check_simulation_format(data, p)
     for key in ("network", "input_shape", "time_steps", "layers"):
         if key not in data:
             raise SpikeRegError(f"report lacks {key!r}", p)

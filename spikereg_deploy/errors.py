@@ -77,3 +77,34 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def read_json_object(path: str | os.PathLike[str], what: str) -> dict:
+    """A user's JSON file as a dict, or a one-line SpikeRegError naming the file (`what`: "report", "mapping")."""
+    import json
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpikeRegError(f"no such {what} file", p) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SpikeRegError(f"not a JSON {what} ({type(err).__name__})", p) from None
+    if not isinstance(data, dict):
+        raise SpikeRegError(f"not a spikereg {what}: the top level is not a JSON object", p)
+    return data
+
+
+def read_toml(path: str | os.PathLike[str], what: str) -> dict:
+    """A user's TOML file as a dict (tomli: Python 3.10 has no tomllib), or a one-line SpikeRegError."""
+    import tomli
+
+    p = Path(path)
+    try:
+        return tomli.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpikeRegError(f"no such {what} file", p) from None
+    except tomli.TOMLDecodeError as err:
+        raise SpikeRegError(f"not valid TOML ({err})", p) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpikeRegError(f"cannot read {what}: {err}", p) from None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import SpikeRegError, atomic_output
+from .errors import SpikeRegError, atomic_output, read_json_object
 from .network import NetworkSpec
 from .placement import BlockGraph, Placement
 from .profiles import CoreProfile
@@ -321,13 +321,9 @@ def write_mapping(path: str | Path, doc: dict[str, Any]) -> None:
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
     """Read mapping.json back, checking its format and that every block row is complete."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpikeRegError(f"cannot read mapping ({type(err).__name__})", path) from None
+    doc = read_json_object(path, "mapping")
     if (
-        not isinstance(doc, dict)
-        or doc.get("format") != MAPPING_FORMAT
+        doc.get("format") != MAPPING_FORMAT
         or doc.get("version") != MAPPING_VERSION
     ):
         raise SpikeRegError(f"not a {MAPPING_FORMAT} v{MAPPING_VERSION} file", path)

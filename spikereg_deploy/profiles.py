@@ -13,9 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomli
-
-from .errors import SpikeRegError
+from .errors import SpikeRegError, read_toml
 
 PROFILE_FORMAT = "spikereg-core-profile"
 PROFILE_DIR = Path(__file__).with_name("profiles")
@@ -247,10 +245,4 @@ def load_profile(name_or_path: str | Path) -> CoreProfile:
             raise SpikeRegError(
                 f"unknown profile {text!r}: choose {', '.join(BUILTIN_PROFILES)} or a .toml file"
             )
-    try:
-        raw = tomli.loads(path.read_text(encoding="utf-8"))
-    except tomli.TOMLDecodeError as err:
-        raise SpikeRegError(f"not valid TOML: {err}", path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpikeRegError(f"cannot read profile: {err}", path) from None
-    return parse_profile(raw, str(path))
+    return parse_profile(read_toml(path, "profile"), str(path))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.errors import SpikeRegError, read_toml
 from spikereg_deploy.unet import UNetConfig
 
 from .ann import AnnUNet
@@ -52,17 +52,8 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
-        try:
-            import tomllib  # type: ignore[import-not-found]
-        except ModuleNotFoundError:
-            import tomli as tomllib
         p = Path(path)
-        try:
-            raw = tomllib.loads(p.read_text())
-        except FileNotFoundError:
-            raise SpikeRegError("no such config file", p) from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise SpikeRegError(f"not a valid TOML config ({err})", p) from None
+        raw = read_toml(p, "config")
         flat: dict[str, Any] = {}
         for key, value in raw.items():
             if key == "model":

@@ -111,15 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load_mapping(path: str, report: dict[str, Any]) -> dict[str, Any]:
+    from spikereg_deploy.mapping_report import read_mapping
+
     p = Path(path)
-    try:
-        mapping = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise SpikeRegError("no such mapping file", p) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SpikeRegError(f"not a JSON mapping ({type(err).__name__})", p) from None
-    if not isinstance(mapping, dict):
-        raise SpikeRegError("not a spikereg mapping", p)
+    mapping = read_mapping(p)
     fp = (mapping.get("network") or {}).get("fingerprint")
     if fp != report["network"]["fingerprint"]:
         raise SpikeRegError(f"mapping is for another network (fingerprint {fp}, report has "

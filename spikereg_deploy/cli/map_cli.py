@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spikereg_deploy.energy_report import check_simulation_format, load_simulation_report
 from spikereg_deploy.errors import SpikeRegError, atomic_output, cli_entry
 from spikereg_deploy.mapping_report import (
     energy_estimate,
@@ -40,8 +41,6 @@ from spikereg_deploy.profiles import BUILTIN_PROFILES, CoreProfile, load_profile
 from spikereg_deploy.tiling import NetworkTiling, tile_network
 
 from .common import DEFAULT_INPUT_SHAPE
-
-SIM_FORMAT, SIM_VERSION = "spikereg-simulation-report", 1
 
 
 @dataclass(eq=False)
@@ -69,17 +68,9 @@ def read_traffic_report(
     where = "<report>" if isinstance(source, dict) else str(source)
     if isinstance(source, dict):
         data = source
+        check_simulation_format(data, where)
     else:
-        try:
-            data = json.loads(Path(source).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SpikeRegError("no such traffic report", where) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise SpikeRegError(f"not a JSON report ({type(err).__name__})", where) from None
-    if not isinstance(data, dict) or data.get("format") != SIM_FORMAT:
-        raise SpikeRegError(f"not a {SIM_FORMAT} file", where)
-    if data.get("version") != SIM_VERSION:
-        raise SpikeRegError(f"report version {data.get('version')!r} is not {SIM_VERSION}", where)
+        data = load_simulation_report(source)
     fingerprint = (data.get("network") or {}).get("fingerprint")
     if fingerprint != spec.fingerprint():
         raise SpikeRegError(
