@@ -115,3 +115,14 @@ def test_embedded_trained_model_bit_exact_in_lava(pair16):
     ref, lava = _assert_same(model.spec, model.integer_weights(), pair16)
     assert sum(c.spikes for c in ref.counts.values()) > 1_000
     _assert_slayer_same(model, pair16, lava)
+
+
+def test_lava_imports_after_a_progress_bar():
+    """A progress bar shown first (e.g. mapping before simulating) must not break Lava's fork start method."""
+    import subprocess
+    import sys
+
+    code = ("import spikereg_deploy\nfrom tqdm import tqdm\nlist(tqdm(range(2)))\n"
+            "import lava.magma.runtime.message_infrastructure.multiprocessing\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
