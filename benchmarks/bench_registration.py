@@ -81,10 +81,11 @@ def main() -> None:
     results: dict[str, Any] = {"pairs": len(pairs), "shape": list(args.shape), "data": "embedded, seed 0 (held out)",
                                "machine": platform.processor() or platform.machine(), "models": {}}
     all_rows: dict[str, list[dict[str, Any]]] = {}
+    loaded: dict[str, Any] = {}
     extra = [tuple(item.rsplit("=", 1)) for item in args.extra]
     for key, path, label in (("ann", args.ann, "ANN teacher"), ("converted", args.converted, "converted SNN"),
                              ("snn", args.snn, "fine-tuned SNN"), *((k, v, k) for k, v in extra)):
-        model = checkpoint.load_checkpoint(path, kind=None)
+        model = loaded[key] = checkpoint.load_checkpoint(path, kind=None)
         rows, stats = _model_rows(model, pairs, label)
         all_rows[key] = rows
         steps = model.config.time_steps if hasattr(model, "synapses") else None  # the ANN has no T
@@ -93,8 +94,7 @@ def main() -> None:
               f"{results['models'][key]['dice_before_mean']:.4f})  %J<=0 "
               f"{results['models'][key]['percent_jacobian_nonpositive']:.4f} %"
               + (f"  spike rate {100 * stats['spike_rate']:.2f} %" if "spike_rate" in stats else ""))
-    converted_w = checkpoint.load_checkpoint(args.converted, kind="snn").integer_weights()
-    tuned_w = checkpoint.load_checkpoint(args.snn, kind="snn").integer_weights()
+    converted_w, tuned_w = loaded["converted"].integer_weights(), loaded["snn"].integer_weights()
     results["weight_mantissas_changed_by_fine_tuning"] = {
         name: int((converted_w[name] != w).sum()) for name, w in tuned_w.items() if name in converted_w}
     print(f"fine-tuning changed {sum(results['weight_mantissas_changed_by_fine_tuning'].values()):,} of "
