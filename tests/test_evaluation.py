@@ -54,3 +54,13 @@ def test_cli_bad_data(tmp_path, capsys):
     code = evaluate_cli.main(["--data", "l2r:" + str(tmp_path / "missing"), "-o", str(tmp_path / "o")])
     assert code == 2 and "missing" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_cross_template_pairs(tmp_path, capsys):
+    """The embedded default model on pairs between two anatomies: two pairs, one in each direction."""
+    out = tmp_path / "cross"
+    assert evaluate_cli.main(["--data", "cross", "--pairs", "2", "--shape", "16", "16", "16", "-o", str(out)]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    names = [r["pair"] for r in result["per_pair"]]
+    assert names == ["cross-0-0:mni2009a<-cat12", "cross-0-1:cat12<-mni2009a"]
+    assert all(0.3 < r["dice_before"] < 0.95 for r in result["per_pair"])

@@ -72,6 +72,38 @@ def test_fine_tuning_lowers_the_loss_and_stays_exportable():
         np.testing.assert_array_equal(np.moveaxis(spikes[0].numpy() > 0, -1, 0), np.stack(run.spikes[name]))
 
 
+def _gaps_while_fine_tuning(distill_weight: float, steps: int = 20) -> list[float]:
+    """SNN-teacher displacement gap (quantized eval model, voxels^2) after each fine-tuning step."""
+    torch.manual_seed(3)
+    ann = AnnUNet(UNetConfig(**SMALL)).eval()
+    torch.nn.init.normal_(ann.convs["readout"].weight, std=0.05)
+    images = _smooth_images(2, seed=3)
+    snn, _ = convert(ann, images, bisection_steps=4)
+    cfg = TrainConfig(stage="snn", lr=3e-3, reg_weight=0.0, distill_weight=distill_weight, ncc_window=5)
+    opt = torch.optim.Adam(snn.parameters(), lr=cfg.lr)
+    gaps = []
+    for _ in range(steps):
+        training_step(snn.train(), opt, images[:, :1], images[:, 1:], cfg, teacher=ann)
+        with torch.no_grad():
+            gaps.append(float((snn.eval()(images).displacement - ann(images)).pow(2).mean()))
+    return gaps
+
+
+def test_distillation_keeps_the_snn_near_its_teacher():
+    """NCC alone lets the fine-tuned SNN drift from the teacher; the distillation term pulls it back below
+    where conversion left it (the quantized weights move only once a level is crossed, hence 20 steps)."""
+    plain, distilled = _gaps_while_fine_tuning(0.0), _gaps_while_fine_tuning(1000.0)
+    assert plain[-1] > 1.5 * plain[0]
+    assert distilled[-1] < 0.6 * plain[-1] and distilled[-1] < distilled[0]
+
+
+def test_distillation_needs_an_ann_teacher(tmp_path):
+    with pytest.raises(SpikeRegError, match="distill_weight is for stage snn"):
+        TrainConfig(stage="ann", distill_weight=1.0).validate()
+    with pytest.raises(SpikeRegError, match=">= 0"):
+        TrainConfig(stage="snn", distill_weight=-1.0).validate()
+
+
 @pytest.mark.parametrize("how", ["interrupted", "extended"])
 def test_training_resumes_deterministically(tmp_path, how):
     """An interrupted run, or a finished run given more steps, ends exactly where a straight run does."""

@@ -1,7 +1,9 @@
 """Training loops: the ANN teacher (stage `ann`) and SLAYER fine-tuning of the converted SNN (stage `snn`).
 
-Both minimise -local NCC + diffusion; the SNN adds a spike-rate penalty. Checkpoints are atomic and carry optimizer
-and RNG state, so an interrupted run resumes where it stopped and gives the same result as an uninterrupted one.
+Both minimise -local NCC + diffusion; the SNN adds a spike-rate penalty and, optionally, a distillation term that
+pulls its displacement toward the ANN teacher's (knowledge distillation for converted SNNs, e.g. Xu et al., CVPR 2023).
+Checkpoints are atomic and carry optimizer and RNG state, so an interrupted run resumes where it stopped and gives
+the same result as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ class TrainConfig:
     lr: float = 1e-3
     reg_weight: float = 1.0
     sparsity_weight: float = 0.0
+    distill_weight: float = 0.0  # stage snn: weight of mean squared (SNN - teacher) displacement, voxels^2
+    teacher: str = ""  # stage snn: ANN checkpoint for distillation (default: `init` when it is an ANN checkpoint)
     ncc_window: int = 9
     checkpoint_every: int = 50
     init: str = ""  # stage snn: ANN checkpoint to convert (or an SNN checkpoint to continue from)
@@ -83,6 +87,10 @@ class TrainConfig:
         if self.steps == 0 and self.stage != "snn":
             raise SpikeRegError("steps 0 (convert only, no fine-tuning) is for stage snn")
         UNetConfig.from_dict(self.model)  # validates the architecture
+        if self.distill_weight < 0 or self.sparsity_weight < 0 or self.reg_weight < 0:
+            raise SpikeRegError("reg_weight, sparsity_weight and distill_weight must be >= 0")
+        if self.distill_weight and self.stage != "snn":
+            raise SpikeRegError("distill_weight is for stage snn (the ANN teacher is the distillation target)")
         if self.time_steps < 0:
             raise SpikeRegError("time_steps must be >= 0 (0 = the teacher's T)")
         if len(self.shape) != 3:
@@ -130,6 +138,19 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> AnnUNet | Spiki
     return snn
 
 
+def load_teacher(cfg: TrainConfig) -> AnnUNet | None:
+    """The frozen ANN whose displacement the SNN is distilled toward (None when distillation is off)."""
+    if cfg.stage != "snn" or not cfg.distill_weight:
+        return None
+    path = cfg.teacher or cfg.init
+    if not path or read_checkpoint(path)["kind"] != "ann":
+        raise SpikeRegError("distill_weight needs an ANN teacher: set `teacher`, or `init` to an ANN checkpoint")
+    teacher = load_checkpoint(path, kind="ann").eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True,
           log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, Any]:
     """Run the configured stage; returns the loss history. `out` is the checkpoint path (written atomically)."""
@@ -155,6 +176,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     if state.get("torch_rng") is not None:
         torch.random.set_rng_state(state["torch_rng"])
     history: list[dict[str, float]] = list(state.get("history", []))
+    teacher = load_teacher(cfg)
     batches = pair_batches(cfg, start)
     steps = range(start, cfg.steps)
     if progress:
@@ -164,7 +186,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     started = time.perf_counter()
     for step in steps:
         fixed, moving = next(batches)
-        loss, parts = training_step(model, optimizer, fixed, moving, cfg)
+        loss, parts = training_step(model, optimizer, fixed, moving, cfg, teacher)
         history.append({"step": step + 1, "loss": float(loss), **parts})
         if progress and hasattr(steps, "set_postfix"):
             steps.set_postfix(loss=f"{float(loss):.4f}", ncc=f"{parts['ncc']:.3f}")
@@ -177,7 +199,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
 
 
 def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer, fixed: torch.Tensor,
-                  moving: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+                  moving: torch.Tensor, cfg: TrainConfig,
+                  teacher: AnnUNet | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     image = torch.cat([fixed, moving], dim=1)
     optimizer.zero_grad(set_to_none=True)
     if isinstance(model, SpikingUNet):
@@ -187,6 +210,12 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
         rate = spike_rate(result.spikes)
         loss = loss + cfg.sparsity_weight * rate
         parts["spike_rate"] = float(rate)
+        if teacher is not None and cfg.distill_weight:
+            with torch.no_grad():
+                target = teacher(image)
+            gap = (disp - target).pow(2).mean()
+            loss = loss + cfg.distill_weight * gap
+            parts["distill"] = float(gap)
     else:
         disp = model(image)
         loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window)

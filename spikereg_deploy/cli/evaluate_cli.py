@@ -24,9 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", nargs="?", help="checkpoint.pt or model.net (default: the embedded default model)")
     parser.add_argument("--compare", help="a second model evaluated on the same pairs (paired comparison)")
     parser.add_argument("--data", default="embedded",
-                        help="embedded (held-out synthetic pairs), l2r:ROOT (Learn2Reg OASIS validation pairs) or "
-                             "neurite:ROOT (neurite-oasis layout)")
-    parser.add_argument("--pairs", type=int, default=8, help="number of embedded pairs (default 8)")
+                        help="embedded (held-out synthetic pairs of the MNI152 template), cross (pairs between the "
+                             "MNI152 2009a and CAT12 templates: two anatomies), l2r:ROOT (Learn2Reg OASIS validation "
+                             "pairs) or neurite:ROOT (neurite-oasis layout)")
+    parser.add_argument("--pairs", type=int, default=8, help="number of embedded or cross pairs (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the embedded pairs (training uses >= 10000)")
     parser.add_argument("--shape", nargs=3, type=int, default=(32, 32, 32), metavar=("D", "H", "W"),
                         help="network grid (default 32 32 32)")
@@ -39,9 +40,11 @@ def load_pairs(spec: str, n: int, seed: int, shape: tuple[int, int, int], multip
 
     if spec == "embedded":
         return P.embedded_pairs(n, shape=shape, seed=seed)
+    if spec == "cross":
+        return P.cross_template_pairs(n, shape=shape, seed=seed)
     kind, _, root = spec.partition(":")
     if not root:
-        raise SpikeRegError(f"--data {spec!r}: use embedded, l2r:ROOT or neurite:ROOT")
+        raise SpikeRegError(f"--data {spec!r}: use embedded, cross, l2r:ROOT or neurite:ROOT")
     if kind == "l2r":
         return list(P.learn2reg_oasis_pairs(root, target_shape=shape, multiple=multiple))
     if kind == "neurite":
