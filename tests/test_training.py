@@ -9,7 +9,7 @@ from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.engine import IntegerNetwork
 from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.training.ann import AnnUNet
-from spikereg_deploy.training.checkpoint import load_checkpoint
+from spikereg_deploy.training.checkpoint import load_checkpoint, save_checkpoint
 from spikereg_deploy.training.conversion import convert
 from spikereg_deploy.training.train import TrainConfig, train, training_step
 from spikereg_deploy.unet import UNetConfig
@@ -97,11 +97,32 @@ def test_distillation_keeps_the_snn_near_its_teacher():
     assert distilled[-1] < 0.6 * plain[-1] and distilled[-1] < distilled[0]
 
 
+def test_readout_gain_learns_from_the_loss_and_is_exported(tmp_path):
+    """The gain follows the registration loss (a larger diffusion weight shrinks it) and travels with the model."""
+    torch.manual_seed(4)
+    ann = AnnUNet(UNetConfig(**SMALL)).eval()
+    torch.nn.init.normal_(ann.convs["readout"].weight, std=0.05)
+    images = _smooth_images(2, seed=4)
+    snn, _ = convert(ann, images, bisection_steps=4)
+    start = snn.config.readout_gain
+    cfg = TrainConfig(stage="snn", lr=1e-6, reg_weight=1e4, gain_lr=0.05, ncc_window=5)
+    log_gain = torch.nn.Parameter(torch.zeros(()))
+    opt = torch.optim.Adam([{"params": list(snn.parameters())}, {"params": [log_gain], "lr": cfg.gain_lr}], lr=cfg.lr)
+    for _ in range(5):
+        _, parts = training_step(snn.train(), opt, images[:, :1], images[:, 1:], cfg, log_gain=log_gain)
+    assert parts["readout_gain"] == snn.config.readout_gain < 0.85 * start  # diffusion dominates: shrink
+    assert snn.spec.readout_scale == snn.config.readout_gain / 64
+    save_checkpoint(tmp_path / "g.pt", snn)
+    assert load_checkpoint(tmp_path / "g.pt").spec.readout_scale == snn.spec.readout_scale
+
+
 def test_distillation_needs_an_ann_teacher(tmp_path):
     with pytest.raises(SpikeRegError, match="distill_weight is for stage snn"):
         TrainConfig(stage="ann", distill_weight=1.0).validate()
     with pytest.raises(SpikeRegError, match=">= 0"):
         TrainConfig(stage="snn", distill_weight=-1.0).validate()
+    with pytest.raises(SpikeRegError, match="gain_lr is for stage snn"):
+        TrainConfig(stage="ann", gain_lr=0.01).validate()
 
 
 @pytest.mark.parametrize("how", ["interrupted", "extended"])

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from spikereg_deploy import fixed_point as fx
-from spikereg_deploy.unet import build_unet_spec
 
 from .ann import AnnUNet
 from .snn import SpikingUNet
@@ -122,5 +121,4 @@ def _fit_readout_gain(snn: SpikingUNet, images: torch.Tensor, target_disp: torch
     if denom > 0:
         gain = float((raw * target_disp).sum()) / denom
         if gain > 0:
-            snn.config = replace(snn.config, readout_gain=gain)
-            snn.spec = build_unet_spec(snn.config)
+            snn.set_readout_gain(gain)

@@ -7,7 +7,7 @@ here: the analog input current (8-bit payload, sum >> 8) and the readout's integ
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -66,6 +66,11 @@ class SpikingUNet(torch.nn.Module):
             total = syn.conv(payload.double(), (w.double() * fx.WEIGHT_SCALE).round())
             exact = fx.analog_current(total.round().to(torch.int64)).to(smooth.dtype) / fx.WEIGHT_SCALE
         return smooth + (exact - smooth).detach()
+
+    def set_readout_gain(self, gain: float) -> None:
+        """Change the host-side readout gain (a float applied to the integer readout sum, exported as is)."""
+        self.config = replace(self.config, readout_gain=float(gain))
+        self.spec = build_unet_spec(self.config)
 
     def set_threshold(self, name: str, threshold: float) -> None:
         """Change one layer's threshold (calibration); quantized to the mantissa grid as SLAYER does."""

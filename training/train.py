@@ -45,6 +45,7 @@ class TrainConfig:
     sparsity_weight: float = 0.0
     distill_weight: float = 0.0  # stage snn: weight of mean squared (SNN - teacher) displacement, voxels^2
     teacher: str = ""  # stage snn: ANN checkpoint for distillation (default: `init` when it is an ANN checkpoint)
+    gain_lr: float = 0.0  # stage snn: Adam lr of the readout gain's logarithm (0 = keep conversion's gain fixed)
     ncc_window: int = 9
     checkpoint_every: int = 50
     init: str = ""  # stage snn: ANN checkpoint to convert (or an SNN checkpoint to continue from)
@@ -87,6 +88,10 @@ class TrainConfig:
         if self.steps == 0 and self.stage != "snn":
             raise SpikeRegError("steps 0 (convert only, no fine-tuning) is for stage snn")
         UNetConfig.from_dict(self.model)  # validates the architecture
+        if self.gain_lr < 0:
+            raise SpikeRegError("gain_lr must be >= 0 (0 keeps the readout gain fixed)")
+        if self.gain_lr and self.stage != "snn":
+            raise SpikeRegError("gain_lr is for stage snn (the SNN's host-side readout gain)")
         if self.distill_weight < 0 or self.sparsity_weight < 0 or self.reg_weight < 0:
             raise SpikeRegError("reg_weight, sparsity_weight and distill_weight must be >= 0")
         if self.distill_weight and self.stage != "snn":
@@ -170,7 +175,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     else:
         model = build_model(cfg, log)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    log_gain = torch.nn.Parameter(torch.zeros(()))  # readout gain = gain at this step's start x exp(log_gain)
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if isinstance(model, SpikingUNet) and cfg.gain_lr:
+        groups.append({"params": [log_gain], "lr": cfg.gain_lr})
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     if state.get("optimizer"):
         optimizer.load_state_dict(state["optimizer"])
     if state.get("torch_rng") is not None:
@@ -186,7 +195,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     started = time.perf_counter()
     for step in steps:
         fixed, moving = next(batches)
-        loss, parts = training_step(model, optimizer, fixed, moving, cfg, teacher)
+        loss, parts = training_step(model, optimizer, fixed, moving, cfg, teacher, log_gain if cfg.gain_lr else None)
         history.append({"step": step + 1, "loss": float(loss), **parts})
         if progress and hasattr(steps, "set_postfix"):
             steps.set_postfix(loss=f"{float(loss):.4f}", ncc=f"{parts['ncc']:.3f}")
@@ -200,12 +209,20 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
 
 def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer, fixed: torch.Tensor,
                   moving: torch.Tensor, cfg: TrainConfig,
-                  teacher: AnnUNet | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  teacher: AnnUNet | None = None,
+                  log_gain: torch.nn.Parameter | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimizer step. With `log_gain` (in the optimizer) the SNN's readout gain learns from the same loss:
+    the gain is a host-side float on the integer readout sum, so the exported network stays the trained one.
+    Rate-coded readouts carry quantization noise that the diffusion term penalises; the gain trades the two."""
     image = torch.cat([fixed, moving], dim=1)
     optimizer.zero_grad(set_to_none=True)
     if isinstance(model, SpikingUNet):
         result = model(image)
         disp = result.displacement
+        if log_gain is not None:
+            with torch.no_grad():
+                log_gain.zero_()  # the model holds the gain; this parameter carries one step's change
+            disp = disp * torch.exp(log_gain)
         loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window)
         rate = spike_rate(result.spikes)
         loss = loss + cfg.sparsity_weight * rate
@@ -225,6 +242,9 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
         with torch.no_grad():
             for syn in model.synapses.values():
                 syn.weight.clamp_(*WEIGHT_LIMIT)
+        if log_gain is not None:
+            model.set_readout_gain(model.config.readout_gain * float(torch.exp(log_gain)))
+            parts["readout_gain"] = model.config.readout_gain
     return loss.detach(), parts
 
 
