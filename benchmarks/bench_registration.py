@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--snn", default="runs/snn.pt")
     parser.add_argument("--extra", nargs="*", default=[], metavar="LABEL=CKPT",
                         help="more checkpoints reported beside them (e.g. other T), not judged against the targets")
-    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=48)
     parser.add_argument("--cross-pairs", type=int, default=16, help="cross-template pairs per model (0: skip)")
     parser.add_argument("--shape", nargs=3, type=int, default=(32, 32, 32))
     parser.add_argument("--json", default="benchmarks/results/registration.json")
