@@ -169,3 +169,15 @@ def test_zero_steps_means_convert_only():
         TrainConfig(stage="ann", steps=0).validate()
     with pytest.raises(SpikeRegError, match="steps must be >= 0"):
         TrainConfig(stage="snn", steps=-1).validate()
+
+
+def test_resuming_with_a_changed_gain_lr_is_a_clean_error(tmp_path):
+    torch.manual_seed(5)
+    snn, _ = convert(AnnUNet(UNetConfig(**SMALL)), _smooth_images(1, seed=5), bisection_steps=2)
+    save_checkpoint(tmp_path / "init.pt", snn)
+    cfg = TrainConfig(stage="snn", model=SMALL, shape=(16, 16, 16), steps=1, batch_size=1,
+                      init=str(tmp_path / "init.pt"))
+    train(cfg, tmp_path / "run.pt", progress=False, log=lambda m: None)
+    extended = TrainConfig(**{**cfg.__dict__, "steps": 2, "gain_lr": 0.01})
+    with pytest.raises(SpikeRegError, match="gain_lr changed"):
+        train(extended, tmp_path / "run.pt", progress=False, log=lambda m: None)

@@ -181,7 +181,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         groups.append({"params": [log_gain], "lr": cfg.gain_lr})
     optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     if state.get("optimizer"):
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError:  # e.g. gain_lr switched on or off between the run and its resumption
+            raise SpikeRegError("its optimizer state does not match this config (gain_lr changed?); "
+                                "rerun with --fresh or the original config", out) from None
     if state.get("torch_rng") is not None:
         torch.random.set_rng_state(state["torch_rng"])
     history: list[dict[str, float]] = list(state.get("history", []))
