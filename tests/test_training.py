@@ -11,7 +11,8 @@ from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.training.ann import AnnUNet
 from spikereg_deploy.training.checkpoint import load_checkpoint, save_checkpoint
 from spikereg_deploy.training.conversion import convert
-from spikereg_deploy.training.train import TrainConfig, train, training_step
+from spikereg_deploy.training.losses import spike_rate
+from spikereg_deploy.training.train import LearnedThresholds, TrainConfig, train, training_step
 from spikereg_deploy.unet import UNetConfig
 
 SMALL = {"encoder": [4, 8, 8], "decoder": [8, 4, 4], "time_steps": 3}
@@ -116,13 +117,57 @@ def test_readout_gain_learns_from_the_loss_and_is_exported(tmp_path):
     assert load_checkpoint(tmp_path / "g.pt").spec.readout_scale == snn.spec.readout_scale
 
 
+def test_learned_thresholds_follow_the_loss_and_stay_exact(tmp_path):
+    """Zero probes leave the forward pass bit-identical, and a probe's gradient is exactly that of a common scale
+    on its layer's weights (sum of -w * dL/dw: a higher threshold spikes like smaller weights). Training lowers the
+    rate under a dominant sparsity term; learned thresholds are exported on the mantissa grid and the integer engine
+    still matches spike for spike."""
+    torch.manual_seed(6)
+    ann = AnnUNet(UNetConfig(**SMALL)).eval()
+    images = _smooth_images(2, seed=6)
+    snn, _ = convert(ann, images, bisection_steps=4)
+    probes = LearnedThresholds(snn)
+    with torch.no_grad():
+        plain, probed = snn.eval()(images), snn(images, threshold_probes=probes)
+    assert torch.equal(plain.readout_sum, probed.readout_sum)
+    assert all(torch.equal(plain.spikes[n], probed.spikes[n]) for n in plain.spikes)
+    result = snn.train()(images, threshold_probes=probes)
+    (result.displacement.pow(2).mean() + spike_rate(result.spikes)).backward()
+    for name, probe in probes.items():
+        syn = snn.synapses[name]
+        scale_grad = -float((syn.quantized_weight().detach().double() * syn.weight.grad.double()).sum())
+        assert float(probe.grad) == pytest.approx(scale_grad, rel=1e-4, abs=1e-9), name
+    snn.zero_grad()
+    start = {n: snn.threshold_of(n) for n in probes}
+    cfg = TrainConfig(stage="snn", lr=1e-6, reg_weight=0.0, sparsity_weight=100.0, threshold_lr=0.05, ncc_window=5)
+    opt = torch.optim.Adam([{"params": list(snn.parameters())},
+                            {"params": list(probes.values()), "lr": cfg.threshold_lr}], lr=cfg.lr)
+    rates = [float(training_step(snn.train(), opt, images[:, :1], images[:, 1:], cfg, thresholds=probes)[1]
+                   ["spike_rate"]) for _ in range(6)]
+    assert rates[-1] < 0.95 * rates[0]
+    for name in probes:
+        assert snn.threshold_of(name) != start[name], name
+        assert snn.spec.layer(name).neuron.vth_mant == int(snn.threshold_of(name) * 64)
+    save_checkpoint(tmp_path / "t.pt", snn)
+    loaded = load_checkpoint(tmp_path / "t.pt").eval()
+    with torch.no_grad():
+        result = loaded(images[:1])
+    run = IntegerNetwork(loaded.spec, loaded.integer_weights()).run(images[0].numpy(), record_spikes=True)
+    for name, spikes in result.spikes.items():
+        np.testing.assert_array_equal(np.moveaxis(spikes[0].numpy() > 0, -1, 0), np.stack(run.spikes[name]))
+
+
 def test_distillation_needs_an_ann_teacher(tmp_path):
     with pytest.raises(SpikeRegError, match="distill_weight is for stage snn"):
         TrainConfig(stage="ann", distill_weight=1.0).validate()
     with pytest.raises(SpikeRegError, match=">= 0"):
         TrainConfig(stage="snn", distill_weight=-1.0).validate()
-    with pytest.raises(SpikeRegError, match="gain_lr is for stage snn"):
+    with pytest.raises(SpikeRegError, match="are for stage snn"):
         TrainConfig(stage="ann", gain_lr=0.01).validate()
+    with pytest.raises(SpikeRegError, match="are for stage snn"):
+        TrainConfig(stage="ann", threshold_lr=0.01).validate()
+    with pytest.raises(SpikeRegError, match=">= 0"):
+        TrainConfig(stage="snn", threshold_lr=-0.01).validate()
 
 
 @pytest.mark.parametrize("how", ["interrupted", "extended"])
@@ -179,5 +224,5 @@ def test_resuming_with_a_changed_gain_lr_is_a_clean_error(tmp_path):
                       init=str(tmp_path / "init.pt"))
     train(cfg, tmp_path / "run.pt", progress=False, log=lambda m: None)
     extended = TrainConfig(**{**cfg.__dict__, "steps": 2, "gain_lr": 0.01})
-    with pytest.raises(SpikeRegError, match="gain_lr changed"):
+    with pytest.raises(SpikeRegError, match="threshold_lr changed"):
         train(extended, tmp_path / "run.pt", progress=False, log=lambda m: None)

@@ -7,6 +7,7 @@ here: the analog input current (8-bit payload, sum >> 8) and the readout's integ
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -56,11 +57,11 @@ class SpikingUNet(torch.nn.Module):
                 neuron.shape = None
             self._neuron_shape = shape
 
-    def _analog_current(self, name: str, image: torch.Tensor) -> torch.Tensor:
-        """First-layer current: exact Loihi integers forward, the float conv's gradient backward."""
+    def _analog_current(self, name: str, image: torch.Tensor, gain: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """First-layer current: exact Loihi integers forward, the float conv's gradient (times `gain`) backward."""
         syn = self.synapses[name]
         w = syn.quantized_weight()
-        smooth = syn.conv(image, w)
+        smooth = syn.conv(image, w) * gain
         with torch.no_grad():
             payload = fx.quantize_input(image.double())
             total = syn.conv(payload.double(), (w.double() * fx.WEIGHT_SCALE).round())
@@ -78,10 +79,27 @@ class SpikingUNet(torch.nn.Module):
         neuron._threshold = int(threshold * fx.WEIGHT_SCALE) / fx.WEIGHT_SCALE
         neuron.tau_rho = neuron._threshold  # SLAYER sets the surrogate width to tau_grad (1) x threshold
 
-    def forward(self, image: torch.Tensor, stop_after: str | None = None) -> ForwardResult:
+    def threshold_of(self, name: str) -> float:
+        """A layer's threshold as a float (the config's; the neurons and the export use its mantissa grid)."""
+        return float(self.config.thresholds.get(name, self.config.threshold))
+
+    def set_thresholds(self, thresholds: Mapping[str, float]) -> None:
+        """Change layer thresholds for good: the config keeps the floats, so learned steps smaller than one
+        mantissa level accumulate, while the neurons and the spec (hence the export) use the quantized values."""
+        self.config = replace(self.config, thresholds={**self.config.thresholds, **thresholds})
+        self.spec = build_unet_spec(self.config)
+        for name, threshold in thresholds.items():
+            self.set_threshold(name, threshold)
+
+    def forward(self, image: torch.Tensor, stop_after: str | None = None,
+                threshold_probes: Mapping[str, torch.Tensor] | None = None) -> ForwardResult:
         """image: (N, C, D, H, W) intensities in [0, 1]; returns the displacement (mean over T) and all spikes.
 
         `stop_after` ends the pass after that layer (calibration): the displacement is then empty.
+        `threshold_probes` (layer -> zero-valued scalar) give each layer's log threshold a gradient: SLAYER's
+        threshold is a constant, but raising it by e^p spikes like scaling the layer's weights by e^-p (the state
+        is linear in the input up to the threshold), so the input is multiplied by e^(p.detach() - p): exactly 1
+        forward, and backward the gradient of a common scale on the layer's weights.
         """
         spec, t_steps = self.spec, self.config.time_steps
         if image.ndim != 5 or image.shape[1] != spec.input_channels:
@@ -91,12 +109,18 @@ class SpikingUNet(torch.nn.Module):
         outputs: dict[str, torch.Tensor] = {}
         readout_float = None
         for layer in spec.layers[1:]:
+            gain: torch.Tensor | float = 1.0
+            if threshold_probes is not None and layer.name in threshold_probes:
+                probe = threshold_probes[layer.name]
+                gain = torch.exp(probe.detach() - probe)
             if layer.inputs == (spec.input_layer.name,):
-                current = self._analog_current(layer.name, image)
+                current = self._analog_current(layer.name, image, gain)
                 syn_out = current[..., None].expand(*current.shape, t_steps)
             else:
                 src = torch.cat([outputs[s] for s in layer.inputs], dim=1)
                 syn_out = self.synapses[layer.name](src)
+                if isinstance(gain, torch.Tensor):
+                    syn_out = syn_out * gain
             if layer.kind == "readout":
                 readout_float = syn_out
                 continue

@@ -23,7 +23,7 @@ from spikereg_deploy.unet import UNetConfig
 
 from .ann import AnnUNet
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .conversion import convert
+from .conversion import THRESHOLD_MAX, THRESHOLD_MIN, convert
 from .losses import registration_loss, spike_rate
 from .snn import SpikingUNet
 
@@ -46,6 +46,7 @@ class TrainConfig:
     distill_weight: float = 0.0  # stage snn: weight of mean squared (SNN - teacher) displacement, voxels^2
     teacher: str = ""  # stage snn: ANN checkpoint for distillation (default: `init` when it is an ANN checkpoint)
     gain_lr: float = 0.0  # stage snn: Adam lr of the readout gain's logarithm (0 = keep conversion's gain fixed)
+    threshold_lr: float = 0.0  # stage snn: Adam lr of each spiking layer's log threshold (0 = thresholds fixed)
     ncc_window: int = 9
     checkpoint_every: int = 50
     init: str = ""  # stage snn: ANN checkpoint to convert (or an SNN checkpoint to continue from)
@@ -88,10 +89,10 @@ class TrainConfig:
         if self.steps == 0 and self.stage != "snn":
             raise SpikeRegError("steps 0 (convert only, no fine-tuning) is for stage snn")
         UNetConfig.from_dict(self.model)  # validates the architecture
-        if self.gain_lr < 0:
-            raise SpikeRegError("gain_lr must be >= 0 (0 keeps the readout gain fixed)")
-        if self.gain_lr and self.stage != "snn":
-            raise SpikeRegError("gain_lr is for stage snn (the SNN's host-side readout gain)")
+        if self.gain_lr < 0 or self.threshold_lr < 0:
+            raise SpikeRegError("gain_lr and threshold_lr must be >= 0 (0 keeps that parameter fixed)")
+        if (self.gain_lr or self.threshold_lr) and self.stage != "snn":
+            raise SpikeRegError("gain_lr and threshold_lr are for stage snn (the SNN's readout gain, its thresholds)")
         if self.distill_weight < 0 or self.sparsity_weight < 0 or self.reg_weight < 0:
             raise SpikeRegError("reg_weight, sparsity_weight and distill_weight must be >= 0")
         if self.distill_weight and self.stage != "snn":
@@ -176,15 +177,18 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         model = build_model(cfg, log)
     model.train()
     log_gain = torch.nn.Parameter(torch.zeros(()))  # readout gain = gain at this step's start x exp(log_gain)
+    probes = LearnedThresholds(model) if isinstance(model, SpikingUNet) and cfg.threshold_lr else None
     groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
     if isinstance(model, SpikingUNet) and cfg.gain_lr:
         groups.append({"params": [log_gain], "lr": cfg.gain_lr})
+    if probes is not None:
+        groups.append({"params": list(probes.values()), "lr": cfg.threshold_lr})
     optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     if state.get("optimizer"):
         try:
             optimizer.load_state_dict(state["optimizer"])
         except ValueError:  # e.g. gain_lr switched on or off between the run and its resumption
-            raise SpikeRegError("its optimizer state does not match this config (gain_lr changed?); "
+            raise SpikeRegError("its optimizer state does not match this config (gain_lr or threshold_lr changed?); "
                                 "rerun with --fresh or the original config", out) from None
     if state.get("torch_rng") is not None:
         torch.random.set_rng_state(state["torch_rng"])
@@ -199,7 +203,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     started = time.perf_counter()
     for step in steps:
         fixed, moving = next(batches)
-        loss, parts = training_step(model, optimizer, fixed, moving, cfg, teacher, log_gain if cfg.gain_lr else None)
+        loss, parts = training_step(model, optimizer, fixed, moving, cfg, teacher, log_gain if cfg.gain_lr else None,
+                                    probes)
         history.append({"step": step + 1, "loss": float(loss), **parts})
         if progress and hasattr(steps, "set_postfix"):
             steps.set_postfix(loss=f"{float(loss):.4f}", ncc=f"{parts['ncc']:.3f}")
@@ -214,14 +219,18 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
 def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer, fixed: torch.Tensor,
                   moving: torch.Tensor, cfg: TrainConfig,
                   teacher: AnnUNet | None = None,
-                  log_gain: torch.nn.Parameter | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  log_gain: torch.nn.Parameter | None = None,
+                  thresholds: LearnedThresholds | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """One optimizer step. With `log_gain` (in the optimizer) the SNN's readout gain learns from the same loss:
     the gain is a host-side float on the integer readout sum, so the exported network stays the trained one.
-    Rate-coded readouts carry quantization noise that the diffusion term penalises; the gain trades the two."""
+    Rate-coded readouts carry quantization noise that the diffusion term penalises; the gain trades the two.
+    With `thresholds` each spiking layer's threshold learns too (a finer knob than 8-bit weights)."""
     image = torch.cat([fixed, moving], dim=1)
     optimizer.zero_grad(set_to_none=True)
     if isinstance(model, SpikingUNet):
-        result = model(image)
+        if thresholds is not None:
+            thresholds.zero_()
+        result = model(image, threshold_probes=thresholds)
         disp = result.displacement
         if log_gain is not None:
             with torch.no_grad():
@@ -249,7 +258,29 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
         if log_gain is not None:
             model.set_readout_gain(model.config.readout_gain * float(torch.exp(log_gain)))
             parts["readout_gain"] = model.config.readout_gain
+        if thresholds is not None:
+            thresholds.apply_to(model)
+            parts.update({f"threshold_{n}": model.threshold_of(n) for n in thresholds})
     return loss.detach(), parts
+
+
+class LearnedThresholds(dict):
+    """One zero-valued log-threshold probe per spiking layer (see `SpikingUNet.forward`).
+
+    Like the readout gain, the model holds the value and the probe carries one step's change, so the optimizer's
+    moments survive while the thresholds themselves live in the model config (and its checkpoint)."""
+
+    def __init__(self, model: SpikingUNet) -> None:
+        super().__init__({name: torch.nn.Parameter(torch.zeros(())) for name in model.neurons})
+
+    def zero_(self) -> None:
+        with torch.no_grad():
+            for probe in self.values():
+                probe.zero_()
+
+    def apply_to(self, model: SpikingUNet) -> None:
+        model.set_thresholds({name: float(np.clip(model.threshold_of(name) * float(torch.exp(p)), THRESHOLD_MIN,
+                                                  THRESHOLD_MAX)) for name, p in self.items()})
 
 
 def _save(out: Path, model, optimizer, step: int, history, cfg: TrainConfig, finished: bool,
