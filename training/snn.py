@@ -57,21 +57,25 @@ class SpikingUNet(torch.nn.Module):
                 neuron.shape = None
             self._neuron_shape = shape
 
-    def _analog_current(self, name: str, image: torch.Tensor, gain: torch.Tensor | float = 1.0) -> torch.Tensor:
+    def _analog_current(self, name: str, image: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """First-layer current: exact Loihi integers forward, the float conv's gradient (times `gain`) backward."""
         syn = self.synapses[name]
         w = syn.quantized_weight()
-        smooth = syn.conv(image, w) * gain
+        smooth = syn.conv(image, w) if gain is None else syn.conv(image, w) * gain
         with torch.no_grad():
             payload = fx.quantize_input(image.double())
             total = syn.conv(payload.double(), (w.double() * fx.WEIGHT_SCALE).round())
             exact = fx.analog_current(total.round().to(torch.int64)).to(smooth.dtype) / fx.WEIGHT_SCALE
         return smooth + (exact - smooth).detach()
 
+    def _reconfigure(self, **changes: object) -> None:
+        """Change config fields and rebuild the spec from them, so the export always describes this model."""
+        self.config = replace(self.config, **changes)
+        self.spec = build_unet_spec(self.config)
+
     def set_readout_gain(self, gain: float) -> None:
         """Change the host-side readout gain (a float applied to the integer readout sum, exported as is)."""
-        self.config = replace(self.config, readout_gain=float(gain))
-        self.spec = build_unet_spec(self.config)
+        self._reconfigure(readout_gain=float(gain))
 
     def set_threshold(self, name: str, threshold: float) -> None:
         """Change one layer's threshold (calibration); quantized to the mantissa grid as SLAYER does."""
@@ -86,8 +90,7 @@ class SpikingUNet(torch.nn.Module):
     def set_thresholds(self, thresholds: Mapping[str, float]) -> None:
         """Change layer thresholds for good: the config keeps the floats, so learned steps smaller than one
         mantissa level accumulate, while the neurons and the spec (hence the export) use the quantized values."""
-        self.config = replace(self.config, thresholds={**self.config.thresholds, **thresholds})
-        self.spec = build_unet_spec(self.config)
+        self._reconfigure(thresholds={**self.config.thresholds, **thresholds})
         for name, threshold in thresholds.items():
             self.set_threshold(name, threshold)
 
@@ -109,7 +112,7 @@ class SpikingUNet(torch.nn.Module):
         outputs: dict[str, torch.Tensor] = {}
         readout_float = None
         for layer in spec.layers[1:]:
-            gain: torch.Tensor | float = 1.0
+            gain: torch.Tensor | None = None
             if threshold_probes is not None and layer.name in threshold_probes:
                 probe = threshold_probes[layer.name]
                 gain = torch.exp(probe.detach() - probe)
@@ -119,7 +122,7 @@ class SpikingUNet(torch.nn.Module):
             else:
                 src = torch.cat([outputs[s] for s in layer.inputs], dim=1)
                 syn_out = self.synapses[layer.name](src)
-                if isinstance(gain, torch.Tensor):
+                if gain is not None:
                     syn_out = syn_out * gain
             if layer.kind == "readout":
                 readout_float = syn_out
