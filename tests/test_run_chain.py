@@ -9,7 +9,7 @@ from spikereg_deploy.cli import run_cli
 
 def test_whole_chain_small_volume(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli.main(["-o", str(out), "--size", "16"]) == 0
+    assert run_cli.main(["-o", str(out), "--input-shape", "16", "16", "16"]) == 0
     for name in ("model.net", "summary.json", "simulation/report.json", "simulation/rates.png",
                  "simulation/displacement.nii.gz", "mapping/mapping.json", "energy/energy.json"):
         assert (out / name).is_file(), name

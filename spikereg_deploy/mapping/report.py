@@ -1,4 +1,4 @@
-"""Mapping outputs: placement metrics, the Loihi energy estimate, mapping.json and its Markdown/PNG views.
+"""Mapping outputs: the counts the Loihi energy model prices, mapping.json and its Markdown view.
 
 Every number carries its unit and how it was obtained: "planned" (the mapper's own output), "measured"
 (counted in a simulation run), or "projected" (from measured per-layer rates or an assumed rate, through a
@@ -8,114 +8,21 @@ formula printed beside it).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import SpikeRegError, atomic_output, read_json_object
-from .network import NetworkSpec
-from .placement import BlockGraph, Placement
-from .profiles import CoreProfile
+from ..energy.loihi import OperationCount, active_updates, counts_from_report, loihi_energy
+from ..errors import SpikeRegError, atomic_output, read_json_object
+from ..network import NetworkSpec
 from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling, axis_reach
 
 if TYPE_CHECKING:
-    from .cli.map_cli import MappingPlan
+    from .plan import MappingPlan
 
 MAPPING_FORMAT, MAPPING_VERSION = "spikereg-mapping", 1
 BLOCK_COLUMNS = ("layer", "c0", "c1", "z0", "z1", "y0", "y1", "x0", "x1", "chip", "core", *RESOURCES)
-
-
-# -- placement metrics ---------------------------------------------------------------------------------------
-def evaluate(placement: Placement, graph: BlockGraph, profile: CoreProfile) -> dict[str, Any]:
-    """Spike-hops, inter-chip spikes, hop statistics and the busiest link under dimension-order (X then Y)
-    routing."""
-    gr, gc = placement.router_coords(profile)
-    s, d, w = graph.src, graph.dst, graph.spikes
-    dr, dc = np.abs(gr[s] - gr[d]), np.abs(gc[s] - gc[d])
-    cpos = placement.chip_pos[placement.chip]
-    crossings = np.abs(cpos[s] - cpos[d]).sum(axis=1)
-    hops = dr + dc
-    total = float(w.sum())
-    inter_chip = placement.chip[s] != placement.chip[d]
-    busiest, busiest_chip_link = _busiest_links(link_loads(placement, graph, profile), profile)
-    used = np.bincount(placement.chip, minlength=placement.n_chips)
-    return {
-        "spikes_per_step": total,
-        "inter_core_spikes_per_step": float(w[inter_chip | (placement.slot[s] != placement.slot[d])].sum()),
-        "inter_chip_spikes_per_step": float(w[inter_chip].sum()),
-        "spike_hops_per_step": float((w * hops).sum()),
-        "east_west_hops_per_step": float((w * dc).sum()),
-        "north_south_hops_per_step": float((w * dr).sum()),
-        "chip_link_crossings_per_step": float((w * crossings).sum()),
-        "average_hops": float((w * hops).sum() / total) if total else 0.0,
-        "worst_hops": int(hops[w > 0].max()) if (w > 0).any() else 0,
-        "busiest_link": busiest,
-        "busiest_chip_link": busiest_chip_link,
-        "chips": int(placement.n_chips),
-        "chip_grid": list(placement.chip_grid),
-        "cores_used_per_chip_max": int(used.max()),
-        "method": placement.method,
-    }
-
-
-def link_loads(placement: Placement, graph: BlockGraph, profile: CoreProfile) -> dict[str, np.ndarray]:
-    """Spikes per step on every directed link of the global mesh under X-then-Y routing, via difference
-    arrays (no per-hop loop). Link (r, c) of "east" joins router (r, c) to (r, c + 1), and so on."""
-    gr, gc = placement.router_coords(profile)
-    r0, c0, r1, c1, w = gr[graph.src], gc[graph.src], gr[graph.dst], gc[graph.dst], graph.spikes
-    rows, cols = placement.chip_grid[0] * profile.mesh[0], placement.chip_grid[1] * profile.mesh[1]
-    diff = {name: np.zeros((rows + 1, cols + 1)) for name in ("east", "west", "south", "north")}
-    for name, mask, row, start, stop in (
-        ("east", c1 > c0, r0, c0, c1),
-        ("west", c1 < c0, r0, c1 + 1, c0 + 1),
-        ("south", r1 > r0, c1, r0, r1),
-        ("north", r1 < r0, c1, r1 + 1, r0 + 1),
-    ):
-        idx = (row[mask], start[mask]) if name in ("east", "west") else (start[mask], row[mask])
-        end = (row[mask], stop[mask]) if name in ("east", "west") else (stop[mask], row[mask])
-        np.add.at(diff[name], idx, w[mask])
-        np.add.at(diff[name], end, -w[mask])
-    return {
-        name: np.cumsum(arr, axis=1 if name in ("east", "west") else 0)[:rows, :cols]
-        for name, arr in diff.items()
-    }
-
-
-def _busiest_links(
-    loads: dict[str, np.ndarray], profile: CoreProfile
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The most loaded link of all, and the most loaded one that joins two chips."""
-    step = {"east": (0, 1), "west": (0, -1), "south": (1, 0), "north": (-1, 0)}
-    best: dict[str, Any] | None = None
-    best_chip: dict[str, Any] | None = None
-    for name, acc in loads.items():
-        dr_, dc_ = step[name]
-        r_idx, c_idx = np.indices(acc.shape)
-        crosses = ((r_idx + dr_) // profile.mesh[0] != r_idx // profile.mesh[0]) | (
-            (c_idx + dc_) // profile.mesh[1] != c_idx // profile.mesh[1]
-        )
-        for flag, current in ((False, best), (True, best_chip)):
-            masked = np.where(crosses, acc, -1.0) if flag else acc
-            flat = int(np.argmax(masked))
-            value = float(masked.ravel()[flat])
-            if value <= 0 or (current is not None and value <= current["spikes_per_step"]):
-                continue
-            r, c = divmod(flat, acc.shape[1])
-            entry = {
-                "spikes_per_step": value,
-                "direction": name,
-                "from_router": [r, c],
-                "to_router": [r + dr_, c + dc_],
-                "chip": [r // profile.mesh[0], c // profile.mesh[1]],
-                "crosses_chips": bool(crosses[r, c]),
-            }
-            if flag:
-                best_chip = entry
-            else:
-                best = entry
-    return best, best_chip
 
 
 # -- energy --------------------------------------------------------------------------------------------------
@@ -130,9 +37,40 @@ def _fanout_total(spec: NetworkSpec, dst: str, geo: dict) -> int:
     return total
 
 
-def energy_estimate(plan: MappingPlan) -> dict[str, Any]:
-    """Loihi energy per inference (T model steps) from the profile's per-op energies and the counts."""
-    spec, rates, profile, m = plan.spec, plan.rates, plan.profile, plan.metrics
+def operation_counts(plan: MappingPlan) -> dict[str, OperationCount]:
+    """Counts the Loihi model prices for this plan: the simulation report's own counts when it has them all
+    (the energy report uses the very same function), else projected from the plan's rates; packets and hops
+    always come from the placement."""
+    spec, rates, m = plan.spec, plan.rates, plan.metrics
+    t = rates.time_steps
+    report = rates.report
+    keys = ("synops", "input_macs", "neuron_updates", "spikes")
+    if report is not None and all(k in row for row in report.get("layers", []) for k in keys):
+        counts = counts_from_report(report, spec)
+    else:
+        counts = _projected_counts(plan)
+    counts.update({
+        "spike_packets": OperationCount(m["spikes_per_step"] * t, "spikes x destination cores per inference",
+                                        f"projected: per-layer rates ({rates.label}) x (source neuron, "
+                                        "destination core) pairs"),
+        "router_hops_east_west": OperationCount(m["east_west_hops_per_step"] * t, "packet-hops per inference",
+                                                "projected: packets x east-west router hops of the planned "
+                                                "placement (chip crossings included)"),
+        "router_hops_north_south": OperationCount(m["north_south_hops_per_step"] * t, "packet-hops per inference",
+                                                  "projected: packets x north-south router hops of the planned "
+                                                  "placement (chip crossings included)"),
+        "chip_link_crossings": OperationCount(m["chip_link_crossings_per_step"] * t, "packet-crossings per "
+                                              "inference", "projected: packets x chip-to-chip links crossed"),
+        "host_input_packets": OperationCount(plan.graph.host_inputs * t, "(input value, core) pairs per inference",
+                                             "planned: the analog input sent from the host every step (not on "
+                                             "the mesh)"),
+    })
+    return counts
+
+
+def _projected_counts(plan: MappingPlan) -> dict[str, OperationCount]:
+    """Compartment and synaptic counts from per-layer rates, taking whatever a partial report does give."""
+    spec, rates = plan.spec, plan.rates
     t = rates.time_steps
     geo = spec.geometry(plan.input_shape)
     measured = rates.report is not None
@@ -145,9 +83,10 @@ def energy_estimate(plan: MappingPlan) -> dict[str, Any]:
     synops = graded = updates = active = 0.0
     for layer in spec.layers[1:]:
         neurons, row = geo[layer.name].neurons, rows.get(layer.name, {})
-        updates += row.get("neuron_updates", neurons * t)
-        # An update is "active" when the neuron spikes; non-spiking readout compartments integrate every step.
-        active += row.get("spikes", rates.rates[layer.name] * neurons * t) if layer.spiking else neurons * t
+        layer_updates = row.get("neuron_updates", neurons * t)
+        updates += layer_updates
+        spikes = row.get("spikes", rates.rates[layer.name] * neurons * t) if layer.spiking else 0
+        active += active_updates(layer.spiking, spikes, layer_updates)
         for src in layer.inputs:
             fan = _fanout_total(spec, layer.name, geo) * spec.channels_of(src)
             if spec.layer(src).kind == "input":
@@ -155,84 +94,21 @@ def energy_estimate(plan: MappingPlan) -> dict[str, Any]:
             elif "synops" not in row:
                 synops += rates.rates[src] * t * fan
         synops += row.get("synops", 0)
-    counts = {
-        "synaptic_ops": (
-            synops,
-            "events per inference",
-            f"{how('synops')}: spikes x exact fan-out over T={t} steps",
-        ),
-        "input_graded_ops": (
-            graded,
-            "events per inference",
-            f"{how('input_macs')}: analog input, every value every step, x exact fan-out (graded spikes)",
-        ),
-        "neuron_updates": (
-            updates,
-            "compartment updates per inference",
-            f"{how('neuron_updates')}: neurons x T={t}",
-        ),
-        "active_neuron_updates": (
-            active,
-            "compartment updates per inference",
-            f"{how('spikes')}: updates in which the neuron spikes (readout: every update)",
-        ),
-        "spike_packets": (
-            m["spikes_per_step"] * t,
-            "spikes x destination cores per inference",
-            f"projected: per-layer rates ({rates.label}) x (source neuron, destination core) pairs",
-        ),
-        "router_hops_east_west": (
-            m["east_west_hops_per_step"] * t,
-            "packet-hops per inference",
-            "projected: packets x east-west router hops of the planned placement (chip crossings included)",
-        ),
-        "router_hops_north_south": (
-            m["north_south_hops_per_step"] * t,
-            "packet-hops per inference",
-            "projected: packets x north-south router hops of the planned placement (chip crossings included)",
-        ),
-        "chip_link_crossings": (
-            m["chip_link_crossings_per_step"] * t,
-            "packet-crossings per inference",
-            "projected: packets x chip-to-chip links crossed",
-        ),
-        "host_input_packets": (
-            plan.graph.host_inputs * t,
-            "(input value, core) pairs per inference",
-            "planned: the analog input sent from the host every step (not on the mesh)",
-        ),
-    }
-    e = profile.energy_pj
-    terms = [
-        ("synaptic_ops", "synaptic_op_pj", counts["synaptic_ops"][0] + graded),
-        ("neuron_updates_active", "neuron_update_active_pj", active),
-        ("neuron_updates_inactive", "neuron_update_inactive_pj", max(updates - active, 0.0)),
-        ("spikes_within_tile", "spike_within_tile_pj", counts["spike_packets"][0]),
-        ("hops_east_west", "hop_east_west_pj", counts["router_hops_east_west"][0]),
-        ("hops_north_south", "hop_north_south_pj", counts["router_hops_north_south"][0]),
-        ("chip_links", "chip_hop_pj", counts["chip_link_crossings"][0]),
-    ]
-    energy = {}
-    missing = []
-    for name, key, count in terms:
-        if key in e:
-            energy[name] = {
-                "pJ": count * e[key],
-                "count": count,
-                "pJ_per_op": e[key],
-                "source": profile.sources.get(f"energy.{key}", ""),
-            }
-        else:
-            missing.append(f"{name} ({key} not in profile {profile.name})")
-    total = sum(v["pJ"] for v in energy.values())
     return {
-        "time_steps": t,
-        "counts": {k: {"value": v[0], "unit": v[1], "how": v[2]} for k, v in counts.items()},
-        "energy": energy,
-        "total_uJ": total * 1e-6,
-        "label": "projected: per-op energies x counts (each count says whether it was measured)",
-        "not_costed": missing + ["host input I/O", f"pipeline fill ({spec.pipeline_depth} extra steps)"],
+        "synaptic_ops": OperationCount(synops, "events per inference",
+                                       f"{how('synops')}: spikes x exact fan-out over T={t} steps"),
+        "input_graded_ops": OperationCount(graded, "events per inference", f"{how('input_macs')}: analog input, "
+                                           "every value every step, x exact fan-out (graded spikes)"),
+        "neuron_updates": OperationCount(updates, "compartment updates per inference",
+                                         f"{how('neuron_updates')}: neurons x T={t}"),
+        "active_neuron_updates": OperationCount(active, "compartment updates per inference", f"{how('spikes')}: "
+                                                "updates in which the neuron spikes (readout: every update)"),
     }
+
+
+def energy_estimate(plan: MappingPlan) -> dict[str, Any]:
+    """Loihi energy per inference (T model steps): the one Loihi per-op model over this plan's counts."""
+    return loihi_energy(operation_counts(plan), plan.profile, plan.rates.time_steps, plan.spec.pipeline_depth)
 
 
 # -- mapping.json --------------------------------------------------------------------------------------------
@@ -408,7 +284,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"## Energy per inference ({e['label']})",
+        f"## Energy per inference (cost model {e['cost_model']}, profile {e['profile']}; {e['label']})",
         "",
         "| term | count | pJ per op | energy (uJ) |",
         "|---|---:|---:|---:|",
@@ -423,56 +299,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         "Lower bound per layer: max(ceil(neurons/cap), ceil(in_axons/cap), ceil(out_axons/cap), "
         "ceil(synapse_bits/mem)); in_axons = source neurons with a synapse into the layer, out_axons = the "
-        "layer's neurons with a synapse into each consumer layer (see spikereg_deploy/tiling.py).",
+        "layer's neurons with a synapse into each consumer layer (see spikereg_deploy/mapping/tiling.py).",
         "",
     ]
     return "\n".join(lines)
-
-
-def render_png(
-    doc: dict[str, Any],
-    path: str | Path,
-    profile_mesh: tuple[int, int],
-    cores_per_router: int,
-    usage: dict[str, np.ndarray],
-) -> None:
-    """Core map coloured by layer, and one map per resource of each core's utilisation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
-    blocks = np.asarray(doc["blocks"], dtype=np.int64)
-    sub = math.ceil(math.sqrt(cores_per_router))
-    gr, gc = doc["chip_grid"]
-    rows, cols = gr * profile_mesh[0] * sub, gc * profile_mesh[1] * sub
-    chip_pos = np.asarray(doc["chip_positions"], dtype=np.int64)
-    router, within = np.divmod(blocks[:, 10], cores_per_router)
-    r = (chip_pos[blocks[:, 9], 0] * profile_mesh[0] + router // profile_mesh[1]) * sub + within // sub
-    c = (chip_pos[blocks[:, 9], 1] * profile_mesh[1] + router % profile_mesh[1]) * sub + within % sub
-    fig, axes = plt.subplots(1, 5, figsize=(24, 5.5), constrained_layout=True)
-    layer_map = np.full((rows, cols), np.nan)
-    layer_map[r, c] = blocks[:, 0]
-    names = [lt["name"] for lt in doc["layers"]]
-    cmap = ListedColormap(plt.get_cmap("tab20").colors[: max(len(names), 1)])
-    im = axes[0].imshow(layer_map, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest")
-    bar = fig.colorbar(im, ax=axes[0], ticks=range(len(names)), shrink=0.8)
-    bar.ax.set_yticklabels(names)
-    axes[0].set_title(f"{doc['cores_used']:,} cores on {doc['chips_used']:,} chips (by layer)")
-    for ax, res in zip(axes[1:], RESOURCES, strict=True):
-        grid = np.full((rows, cols), np.nan)
-        grid[r, c] = usage[res]
-        im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{RESOURCE_LABELS[res]}: fraction of limit")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for k in range(1, gr):  # chip boundaries
-            ax.axhline(k * profile_mesh[0] * sub - 0.5, color="0.3", lw=0.3)
-        for k in range(1, gc):
-            ax.axvline(k * profile_mesh[1] * sub - 0.5, color="0.3", lw=0.3)
-    with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
