@@ -141,9 +141,14 @@ def loihi_energy(counts: dict[str, OperationCount], profile: EnergyTable, time_s
     }
 
 
+def format_uj(value: float) -> str:
+    """Microjoules as people read them: 4 significant digits, thousands separated, never an exponent above 1e4."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+
+
 def describe_total(loihi: dict[str, Any]) -> str:
     """The one line every tool prints for the Loihi figure: value, 'projected', cost model and profile."""
     hops = "packets and hops from the mapping" if "router_hops_east_west" in loihi["counts"] else "no mapping: " \
         "one packet per spike, hops not costed"
-    return (f"{loihi['total_uJ']:.4g} uJ per inference (projected, cost model {loihi['cost_model']}, profile "
+    return (f"{format_uj(loihi['total_uJ'])} uJ per inference (projected, cost model {loihi['cost_model']}, profile "
             f"{loihi['profile']}; {hops})")

@@ -13,7 +13,15 @@ from typing import Any
 
 from ..errors import SpikeRegError, atomic_output, read_json_object
 from ..network import NetworkSpec
-from .loihi import MAPPING_COUNTS, EnergyTable, OperationCount, counts_from_report, describe_total, loihi_energy
+from .loihi import (
+    MAPPING_COUNTS,
+    EnergyTable,
+    OperationCount,
+    counts_from_report,
+    describe_total,
+    format_uj,
+    loihi_energy,
+)
 from .ratios import paper_check, ratio_variants
 from .table import E_AC_45NM, E_MAC_45NM, layer_rows, proxy_energy
 
@@ -162,8 +170,9 @@ def to_markdown(energy: dict[str, Any]) -> str:
               "from measured counts)", "", "| term | count | pJ per op | energy (uJ) | source |",
               "|---|---:|---:|---:|---|"]
     for name, v in lo["energy"].items():
-        lines.append(f"| {name} | {_fmt(v['count'], 6)} | {v['pJ_per_op']} | {v['pJ'] / 1e6:.4g} | {v['source']} |")
-    lines += [f"| **total** | | | **{lo['total_uJ']:.4g}** | hops: {lo['hops_from']} |", "",
+        lines.append(f"| {name} | {_fmt(v['count'], 6)} | {v['pJ_per_op']} | {format_uj(v['pJ'] / 1e6)} | "
+                     f"{v['source']} |")
+    lines += [f"| **total** | | | **{format_uj(lo['total_uJ'])}** | hops: {lo['hops_from']} |", "",
               "Not costed: " + "; ".join(lo["not_costed"]) + "."]
     return "\n".join(lines) + "\n"
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..energy.loihi import OperationCount, active_updates, counts_from_report, loihi_energy
+from ..energy.loihi import OperationCount, active_updates, counts_from_report, format_uj, loihi_energy
 from ..errors import SpikeRegError, atomic_output, read_json_object
 from ..network import NetworkSpec
 from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling, axis_reach
@@ -290,8 +290,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
     ]
     for name, v in e["energy"].items():
-        lines.append(f"| {name} | {_n(v['count'])} | {v['pJ_per_op']} | {v['pJ'] * 1e-6:.4g} |")
-    lines += [f"| **total** | | | **{e['total_uJ']:.4g}** |", "", "Counts:", ""]
+        lines.append(f"| {name} | {_n(v['count'])} | {v['pJ_per_op']} | {format_uj(v['pJ'] * 1e-6)} |")
+    lines += [f"| **total** | | | **{format_uj(e['total_uJ'])}** |", "", "Counts:", ""]
     lines += [f"- {k}: {_n(v['value'])} {v['unit']} ({v['how']})" for k, v in e["counts"].items()]
     lines += [
         "",
