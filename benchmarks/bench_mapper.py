@@ -20,9 +20,9 @@ import platform
 import time
 from typing import Any
 
-from spikereg_deploy.cli.map_cli import plan_mapping
-from spikereg_deploy.profiles import CoreProfile, load_profile
-from spikereg_deploy.tiling import tile_network
+from spikereg_deploy.mapping.plan import plan_mapping
+from spikereg_deploy.mapping.profiles import CoreProfile, load_profile
+from spikereg_deploy.mapping.tiling import tile_network
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
 SHAPES = ((32, 32, 32), (64, 64, 64), (160, 192, 224))

@@ -4,17 +4,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spikereg_deploy.energy import E_AC_45NM, E_MAC_45NM, layer_rows, proxy_energy, ratio_variants
-from spikereg_deploy.energy_report import build_energy_report, check_report_matches
+from spikereg_deploy.energy.ratios import ratio_variants
+from spikereg_deploy.energy.report import build_energy_report, check_report_matches
+from spikereg_deploy.energy.table import E_AC_45NM, E_MAC_45NM, layer_rows, proxy_energy
 from spikereg_deploy.engine import IntegerNetwork
 from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.mapping.profiles import load_profile
 from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
 from spikereg_deploy.simulators.simulation import build_report, simulate
 from spikereg_deploy.training.event_hooks import count_events
 from spikereg_deploy.training.snn import seeded_model
 
 T = 2
-LOIHI = {"synop": 23.6, "neuron_update_active": 81.0, "neuron_update_inactive": 52.0, "spike_in_tile": 1.7}
+LOIHI = load_profile("loihi2")
 
 
 def _hand_net():
@@ -56,12 +58,16 @@ def test_hand_computed_table_is_exact(engine):
     assert variants["mac_weighted_rates"]["ratio"] == pytest.approx(k / (T * (4 / 128)))
     assert variants["measured_synops"]["ratio"] == pytest.approx(5248 * 4.6 / (210 * 0.9 + 128 * 4.6))
     assert variants["measured_synops_spiking_layers_only"]["ratio"] == pytest.approx(5184 * 4.6 / (210 * 0.9))
-    energy = build_energy_report(report, spec, LOIHI, {}, "test")
-    parts = energy["loihi"]["parts_pJ"]
+    loihi = build_energy_report(report, spec, LOIHI)["loihi"]
+    parts = {name: term["pJ"] for name, term in loihi["energy"].items()}
     assert parts["synaptic_ops"] == pytest.approx((210 + 128) * 23.6)
-    updates = 64 * T + 192 * T  # 'a' neurons + readout compartments, every step
-    assert parts["neuron_updates"] == pytest.approx((updates - 4) * 52.0 + 4 * 81.0)
-    assert parts["spikes_in_tile"] == pytest.approx(4 * 1.7)
+    # active: the 4 spikes of 'a' and every readout update (192 compartments x T); inactive: the rest of 'a'
+    assert parts["neuron_updates_active"] == pytest.approx((4 + 192 * T) * 81.0)
+    assert parts["neuron_updates_inactive"] == pytest.approx((64 * T - 4) * 52.0)
+    assert parts["spikes_within_tile"] == pytest.approx(4 * 1.7)  # no mapping: one packet per spike
+    assert "hops_east_west" not in parts and any("no mapping" in item for item in loihi["not_costed"])
+    assert loihi["total_pJ"] == pytest.approx(sum(parts.values()))
+    assert loihi["cost_model"] == "loihi_per_op"
 
 
 def test_rate_weighting_differs_when_layers_differ():

@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 
 from spikereg_deploy.cli import map_cli
-from spikereg_deploy.cli.map_cli import read_traffic_report
 from spikereg_deploy.errors import SpikeRegError
-from spikereg_deploy.mapping_report import evaluate, link_loads, mapping_document, read_mapping
+from spikereg_deploy.mapping.placement import Placement
+from spikereg_deploy.mapping.plan import plan_mapping, read_traffic_report, write_outputs
+from spikereg_deploy.mapping.profiles import PROFILE_DIR, CoreProfile, load_profile
+from spikereg_deploy.mapping.report import mapping_document, read_mapping
+from spikereg_deploy.mapping.routing import evaluate, link_loads
+from spikereg_deploy.mapping.tiling import RESOURCES, tile_network
+from spikereg_deploy.mapping.traffic import BlockGraph, LayerRates, build_block_graph
 from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
-from spikereg_deploy.placement import BlockGraph, LayerRates, Placement, build_block_graph
-from spikereg_deploy.profiles import PROFILE_DIR, CoreProfile, load_profile
-from spikereg_deploy.tiling import RESOURCES, tile_network
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
 NEURON = NeuronSpec.from_float(1.0, 0.25, 0.03)
@@ -207,7 +209,7 @@ def test_edge_weights_are_measured_rate_times_destination_cores(small_spec):
 # -- placement and the whole plan ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def plan32(default_spec):
-    return map_cli.plan_mapping(default_spec, (32, 32, 32), "loihi2")
+    return plan_mapping(default_spec, (32, 32, 32), "loihi2")
 
 
 def test_placement_beats_naive_layer_order(plan32):
@@ -247,7 +249,7 @@ def test_hops_and_links_by_hand():
 
 def test_mapping_file_round_trips(plan32, tmp_path):
     out = tmp_path / "mapping.json"
-    doc = map_cli.write_outputs(plan32, out)
+    doc = write_outputs(plan32, out)
     back = read_mapping(out)
     assert back == doc == mapping_document(plan32)
     assert (tmp_path / "mapping_report.md").read_text().startswith("# Mapping of")
@@ -390,7 +392,7 @@ def test_assumed_rate_must_be_a_rate(default_spec):
 
 def test_projected_synops_use_exact_fanout(small_spec):
     from spikereg_deploy.fanout import fanout_map
-    from spikereg_deploy.mapping_report import _fanout_total
+    from spikereg_deploy.mapping.report import _fanout_total
 
     geo = small_spec.geometry((8, 8, 12))
     for layer in small_spec.layers[1:]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 from spikereg_deploy.cli import run_cli
+from spikereg_deploy.energy.loihi import format_uj
 
 
 def test_whole_chain_small_volume(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli.main(["-o", str(out), "--size", "16"]) == 0
+    assert run_cli.main(["-o", str(out), "--input-shape", "16", "16", "16"]) == 0
     for name in ("model.net", "summary.json", "simulation/report.json", "simulation/rates.png",
                  "simulation/displacement.nii.gz", "mapping/mapping.json", "energy/energy.json"):
         assert (out / name).is_file(), name
@@ -23,3 +24,9 @@ def test_whole_chain_small_volume(tmp_path, capsys):
     assert total_synops > 0
     assert str(f"{total_synops:,}") in text  # the summary prints the measured count, not a recomputed one
     assert summary["evaluation"]["dice_before"] > 0
+    # one Loihi energy figure, labelled projected with its cost model, the same in both reports
+    energy = json.loads((out / "energy" / "energy.json").read_text())["loihi"]
+    mapping = json.loads((out / "mapping" / "mapping.json").read_text())["energy"]
+    assert summary["loihi_energy"]["total_uJ"] == energy["total_uJ"] == mapping["total_uJ"]
+    assert text.count("uJ per inference") == 1
+    assert f"{format_uj(energy['total_uJ'])} uJ per inference (projected, cost model loihi_per_op" in text

@@ -5,9 +5,15 @@ import argparse
 import contextlib
 import io
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 DEFAULT_INPUT_SHAPE = (32, 32, 32)
+DEFAULT_MAX_MEMORY = "16G"  # of this machine's 24 GiB, leaving room for the OS and the parent process
 
 
 @contextlib.contextmanager
@@ -32,3 +38,45 @@ def load_training_stage():
         from spikereg_deploy.training import checkpoint, default_model, snn  # noqa: F401
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     return checkpoint, default_model, snn
+
+
+def load_simulators_stage():
+    """Import the simulators stage's folder runner lazily (torch, and lava-nc when a Lava run starts)."""
+    with quiet_imports():
+        from spikereg_deploy.simulators import run_folder
+    return run_folder
+
+
+def load_model(checkpoint: str | None):
+    """(model, origin) from a checkpoint, or the embedded default model when none is given."""
+    checkpoint_module, default_model, _ = load_training_stage()
+    if checkpoint:
+        return checkpoint_module.load_checkpoint(checkpoint), f"checkpoint {checkpoint}"
+    return default_model.load_default_model()
+
+
+@dataclass(frozen=True)
+class NetworkSource:
+    """A network ready to run or cost: spec, integer weights, and what it came from (for reports)."""
+
+    spec: Any
+    weights: dict[str, Any]
+    description: str
+
+
+def load_network(net_path: str | None) -> NetworkSource:
+    """A .net file, or the embedded default model passed through a temporary .net (write, read back) so it runs
+    exactly as an exported file would."""
+    from spikereg_deploy.export.reader import read_net
+
+    if net_path:
+        loaded = read_net(net_path)
+        return NetworkSource(loaded.spec, loaded.weights, net_path)
+    from spikereg_deploy.export.export_model import export_model
+
+    model, origin = load_model(None)
+    print(f"no .net given: using the {origin}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="spikereg-net-") as tmp:
+        loaded = export_model(model.spec, model.integer_weights(), DEFAULT_INPUT_SHAPE,
+                              Path(tmp) / "default_model.net", origin)
+    return NetworkSource(loaded.spec, loaded.weights, "embedded default model")

@@ -6,7 +6,7 @@ import sys
 
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 
-from .common import add_input_shape, load_training_stage
+from .common import add_input_shape, load_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,24 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if args.checkpoint or args.output:
             raise SpikeRegError("--check takes only the .net file")
-        loaded = read_net(args.check)
-        print(format_summary(summarize(loaded)))
+        print(format_summary(summarize(read_net(args.check))))
         return 0
     if not args.output:
         raise SpikeRegError("missing -o/--output (the .net file to write)")
-    checkpoint, default_model, _ = load_training_stage()
-    if args.checkpoint:
-        model = checkpoint.load_checkpoint(args.checkpoint)
-        origin = f"checkpoint {args.checkpoint}"
-    else:
-        model, origin = default_model.load_default_model()
+    model, origin = load_model(args.checkpoint)
     print(f"exporting {origin}", file=sys.stderr)
-    input_shape = tuple(args.input_shape)
-    model.spec.geometry(input_shape)  # refuse sizes the network cannot take before writing anything
-    from spikereg_deploy.export.writer import write_net
+    from spikereg_deploy.export.export_model import export_model
 
-    write_net(args.output, model.spec, model.integer_weights(), input_shape, description=origin)
-    loaded = read_net(args.output)
+    loaded = export_model(model.spec, model.integer_weights(), tuple(args.input_shape), args.output, origin)
     print(format_summary(summarize(loaded)))
     print(f"wrote {args.output}")
     return 0

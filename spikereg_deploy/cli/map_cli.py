@@ -10,144 +10,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from spikereg_deploy.energy_report import check_simulation_format, load_simulation_report
-from spikereg_deploy.errors import SpikeRegError, atomic_output, cli_entry
-from spikereg_deploy.mapping_report import (
-    energy_estimate,
-    evaluate,
-    mapping_document,
-    render_markdown,
-    render_png,
-    write_mapping,
-)
-from spikereg_deploy.network import NetworkSpec, as_triple
-from spikereg_deploy.placement import (
-    DEFAULT_RATE,
-    BlockGraph,
-    LayerRates,
-    Placement,
-    build_block_graph,
-    naive_placement,
-    place_blocks,
-)
-from spikereg_deploy.profiles import BUILTIN_PROFILES, CoreProfile, load_profile
-from spikereg_deploy.tiling import NetworkTiling, tile_network
+from spikereg_deploy.errors import SpikeRegError, cli_entry
+from spikereg_deploy.mapping.plan import format_plan_summary, plan_mapping, write_outputs
+from spikereg_deploy.mapping.profiles import BUILTIN_PROFILES, load_profile
+from spikereg_deploy.mapping.traffic import DEFAULT_RATE
+from spikereg_deploy.network import NetworkSpec
 
 from .common import DEFAULT_INPUT_SHAPE
-
-
-@dataclass(eq=False)
-class MappingPlan:
-    """Everything one mapping run decided and measured, ready for the report."""
-
-    spec: NetworkSpec
-    input_shape: tuple[int, int, int]
-    profile: CoreProfile
-    tiling: NetworkTiling
-    rates: LayerRates
-    graph: BlockGraph
-    placement: Placement
-    naive: Placement
-    metrics: dict[str, Any]
-    naive_metrics: dict[str, Any]
-    energy: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def read_traffic_report(
-    source: str | Path | dict[str, Any], spec: NetworkSpec, input_shape: tuple[int, int, int]
-) -> LayerRates:
-    """Per-layer spike rates from a `spikereg-simulate` report; one that is not of this network is refused."""
-    where = "<report>" if isinstance(source, dict) else str(source)
-    if isinstance(source, dict):
-        data = source
-        check_simulation_format(data, where)
-    else:
-        data = load_simulation_report(source)
-    fingerprint = (data.get("network") or {}).get("fingerprint")
-    if fingerprint != spec.fingerprint():
-        raise SpikeRegError(
-            f"report is from another network (fingerprint {fingerprint}, this network {spec.fingerprint()})",
-            where,
-        )
-    if list(data.get("input_shape") or []) != list(input_shape):
-        raise SpikeRegError(
-            f"report was measured at input {data.get('input_shape')}, the mapping is for {list(input_shape)}",
-            where,
-        )
-    t = data.get("time_steps")
-    if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
-        raise SpikeRegError(f"report time_steps must be a positive integer, got {t!r}", where)
-    rows = data.get("layers")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise SpikeRegError("report 'layers' must be a list of objects", where)
-    names = [r.get("name") for r in rows]
-    expected = [layer.name for layer in spec.layers[1:]]
-    if sorted(map(str, names)) != sorted(expected):
-        raise SpikeRegError(f"report layers {names} do not match the network's {expected}", where)
-    geo = spec.geometry(input_shape)
-    rates: dict[str, float] = {}
-    for row in rows:
-        layer = spec.layer(row["name"])
-        if row.get("neurons") != geo[layer.name].neurons:
-            raise SpikeRegError(
-                f"report counts {row.get('neurons')} neurons in layer {layer.name!r}, the network "
-                f"has {geo[layer.name].neurons}",
-                where,
-            )
-        if not layer.spiking:
-            continue
-        rate = row.get("spike_rate")
-        if rate is None and isinstance(row.get("spikes"), int):
-            rate = row["spikes"] / (geo[layer.name].neurons * t)
-        if not isinstance(rate, int | float) or isinstance(rate, bool) or not (0 <= rate <= 1):
-            raise SpikeRegError(f"layer {layer.name!r}: spike_rate must be in [0, 1], got {rate!r}", where)
-        rates[layer.name] = float(rate)
-    return LayerRates(rates, "measured", f"per-layer spike rates measured in {where}", t, data)
-
-
-def plan_mapping(
-    spec: NetworkSpec,
-    input_shape: tuple[int, int, int] | list[int],
-    profile: CoreProfile | str,
-    traffic: str | Path | dict[str, Any] | None = None,
-    assumed_rate: float = DEFAULT_RATE,
-    seed: int = 0,
-    progress: bool = False,
-) -> MappingPlan:
-    """Tile, build the traffic graph, place (and the naive baseline), evaluate, estimate energy."""
-    shape = as_triple(list(input_shape), "input shape")
-    prof = profile if isinstance(profile, CoreProfile) else load_profile(profile)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    tiling = tile_network(spec, shape, prof)
-    timings["tiling"] = time.perf_counter() - start
-    if traffic is not None:
-        rates = read_traffic_report(traffic, spec, shape)
-    else:
-        rates = LayerRates.assumed(tiling, assumed_rate)
-    mark = time.perf_counter()
-    graph = build_block_graph(tiling, rates)
-    timings["block_graph"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    placement = place_blocks(tiling, graph, prof, seed=seed, progress=progress)
-    timings["placement"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    naive = naive_placement(tiling.n_blocks, prof)
-    metrics, naive_metrics = evaluate(placement, graph, prof), evaluate(naive, graph, prof)
-    timings["evaluation"] = time.perf_counter() - mark
-    plan = MappingPlan(spec, shape, prof, tiling, rates, graph, placement, naive, metrics, naive_metrics)
-    plan.energy = energy_estimate(plan)
-    timings["total"] = time.perf_counter() - start
-    plan.timings = {k: round(v, 3) for k, v in timings.items()}
-    return plan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,34 +100,6 @@ def _input_shape(args: argparse.Namespace, net_shape: tuple[int, int, int] | Non
     return DEFAULT_INPUT_SHAPE
 
 
-def write_outputs(plan: MappingPlan, output: str | Path) -> dict[str, Any]:
-    """Write mapping.json, <stem>_report.md and <stem>_cores.png: all three, or none if anything fails."""
-    out = Path(output)
-    if out.is_dir():
-        raise SpikeRegError("output is a folder; give the mapping .json file to write", out)
-    doc = mapping_document(plan)
-    markdown = render_markdown(doc)
-    usage = {r: plan.tiling.resource(r) / lim for r, lim in plan.profile.limits().items()}
-    with contextlib.ExitStack() as stack:
-        md_tmp = stack.enter_context(atomic_output(out.with_name(f"{out.stem}_report.md"), suffix=".md"))
-        png = out.with_name(f"{out.stem}_cores.png")
-        png_tmp = stack.enter_context(atomic_output(png, suffix=".png"))
-        json_tmp = stack.enter_context(atomic_output(out, suffix=".json"))
-        md_tmp.write_text(markdown, encoding="utf-8")
-        render_png(doc, png_tmp, plan.profile.mesh, plan.profile.cores_per_router, usage)
-        write_mapping(json_tmp, doc)
-    mode = 0o666 & ~_umask()  # temporary files are private; the outputs get the user's usual permissions
-    for path in (out, png, out.with_name(f"{out.stem}_report.md")):
-        path.chmod(mode)
-    return doc
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -277,26 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         progress=True,
     )
     write_outputs(plan, args.output)
-    if profile.max_chips and plan.placement.n_chips > profile.max_chips:
-        print(
-            f"note: {plan.placement.n_chips:,} chips exceed the largest {profile.name} system in the profile "
-            f"({profile.max_chips:,} chips)",
-            file=sys.stderr,
-        )
-    m, n = plan.metrics, plan.naive_metrics
-    print(
-        f"cores {plan.tiling.n_blocks:,} (planned), lower bound {plan.tiling.lower_bound:,}, ratio "
-        f"{plan.tiling.n_blocks / plan.tiling.lower_bound:.3f}; chips {plan.placement.n_chips:,}"
-    )
-    print(
-        f"spike-hops/step {m['spike_hops_per_step']:.4g} vs naive {n['spike_hops_per_step']:.4g} "
-        f"({plan.rates.label} rates, projected); inter-chip spikes/step "
-        f"{m['inter_chip_spikes_per_step']:.4g} vs {n['inter_chip_spikes_per_step']:.4g}"
-    )
-    print(
-        f"energy {plan.energy['total_uJ']:.4g} uJ per inference ({plan.energy['label']}); "
-        f"planned in {plan.timings['total']:.1f} s (measured); wrote {args.output}"
-    )
+    if plan.exceeds_largest_system():
+        print(f"note: {plan.placement.n_chips:,} chips exceed the largest {profile.name} system in the profile "
+              f"({profile.max_chips:,} chips)", file=sys.stderr)
+    print(format_plan_summary(plan))
+    print(f"wrote {args.output}")
     return 0
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import SpikeRegError, read_toml
+from ..errors import SpikeRegError, read_toml
 
 PROFILE_FORMAT = "spikereg-core-profile"
-PROFILE_DIR = Path(__file__).with_name("profiles")
+PROFILE_DIR = Path(__file__).parent.parent / "profiles"  # package data: spikereg_deploy/profiles/*.toml
 BUILTIN_PROFILES = ("loihi2", "loihi1")
 
 #: (section, key, kind): every field a profile must give. Kinds: int, float (> 0), fraction (0 < f <= 1),

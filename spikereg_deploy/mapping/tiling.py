@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import SpikeRegError
-from .network import LayerSpec, NetworkSpec, Triple
+from ..errors import SpikeRegError
+from ..network import LayerSpec, NetworkSpec, Triple
 from .profiles import CoreProfile
 
 RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
@@ -358,47 +358,3 @@ def tile_network(spec: NetworkSpec, input_shape: tuple[int, int, int], profile: 
         tiling.first_block = first
         first += tiling.n_blocks
     return NetworkTiling(spec=spec, input_shape=geo["input"].out_shape, profile=profile, layers=ordered)
-
-
-def _axis_overlaps(
-    dst: LayerSpec, axis: int, n_src: int, n_dst: int, src_bounds: np.ndarray, dst_bounds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-zero (src part, dst part, source indices of the src part with a synapse into the dst part) on one
-    axis."""
-    lo, hi = axis_reach(dst, axis, n_src, n_dst)
-    # overlap[d, s]: indices of src part s with a synapse into dst part d.
-    overlap = part_sums(reach_matrix(lo, hi, dst_bounds).astype(np.int64), src_bounds)
-    d, s = np.nonzero(overlap)
-    return s, d, overlap[d, s]
-
-
-def block_pairs(tiling: NetworkTiling, src: str, dst: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every (src block, dst block) pair joined by the synapse src -> dst, with the number of source neurons
-    of the src block that have at least one synapse into the dst block (so each spike of such a neuron crosses
-    the network once towards that core). Global block ids; computed per axis, then combined."""
-    s_t, d_t = tiling.layer(src), tiling.layer(dst)
-    dst_layer = tiling.spec.layer(dst)
-    per_axis = [
-        _axis_overlaps(
-            dst_layer, a, s_t.out_shape[a], d_t.out_shape[a], s_t.axis_bounds[a], d_t.axis_bounds[a]
-        )
-        for a in range(3)
-    ]
-    (sz, dz, vz), (sy, dy, vy), (sx, dx, vx) = per_axis
-    iz, iy, ix = (
-        m.ravel()
-        for m in np.meshgrid(np.arange(len(sz)), np.arange(len(sy)), np.arange(len(sx)), indexing="ij")
-    )
-    s_nc, s_nz, s_ny, s_nx = s_t.grid
-    d_nc, d_nz, d_ny, d_nx = d_t.grid
-    s_sp = (sz[iz] * s_ny + sy[iy]) * s_nx + sx[ix]
-    d_sp = (dz[iz] * d_ny + dy[iy]) * d_nx + dx[ix]
-    count = vz[iz] * vy[iy] * vx[ix]
-    s_groups = np.diff(s_t.channel_bounds)
-    # Every output channel reads every input channel: all (src group, dst group) pairs are joined.
-    gs, gd = np.meshgrid(np.arange(s_nc), np.arange(d_nc), indexing="ij")
-    gs, gd = gs.ravel()[:, None], gd.ravel()[:, None]
-    src_ids = s_t.first_block + gs * (s_nz * s_ny * s_nx) + s_sp[None, :]
-    dst_ids = d_t.first_block + gd * (d_nz * d_ny * d_nx) + d_sp[None, :]
-    neurons = s_groups[gs] * count[None, :]
-    return src_ids.ravel(), dst_ids.ravel(), neurons.ravel()

@@ -1,7 +1,6 @@
-"""Block graph (spike traffic between cores) and placement of blocks on chips and core meshes.
+"""Placement of blocks on chips and core meshes, given the block graph (`traffic.py`).
 
-Traffic is counted per (source neuron, destination core) pair, the way Loihi routes: a spike crosses the mesh
-once per core it targets and fans out inside that core. Chips and routers form one global 2-D mesh (chips
+Chips and routers form one global 2-D mesh (chips
 tiled side by side, as Loihi's mesh protocol extends across chips): a spike's hops are the Manhattan distance
 between the two routers, and the chip-to-chip links it crosses are the chip-mesh distance. Placement: METIS
 splits the blocks into chip-sized parts (cut = inter-chip traffic), parts go on the chip mesh by their spatial
@@ -13,103 +12,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
-import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from .errors import SpikeRegError
+from ..errors import SpikeRegError
 from .profiles import CoreProfile
-from .tiling import NetworkTiling, block_pairs
+from .tiling import NetworkTiling
+from .traffic import BlockGraph
 
-DEFAULT_RATE = 0.128  # SpikeReg's reported mean spike rate (12.8 %), spikes per neuron per step
 SWAP_ROUNDS = 12  # most of the gain comes early (64^3: 12 rounds give 90 % of what 40 give)
 CHIP_SWAP_ROUNDS = 20
 CHIP_BATCH = 64  # chips placed together in one batch of array operations
 MAX_CHIP_SWAP = 2048  # chip-level swaps use a dense chips x chips matrix
-
-
-@dataclass(frozen=True)
-class LayerRates:
-    """Spikes per neuron per step of every spiking layer, and whether they were measured or assumed."""
-
-    rates: dict[str, float]
-    label: str  # "measured" or "assumed"
-    source: str
-    time_steps: int
-    report: dict[str, Any] | None = None
-
-    @classmethod
-    def assumed(cls, tiling: NetworkTiling, rate: float = DEFAULT_RATE) -> LayerRates:
-        if not (math.isfinite(rate) and 0 <= rate <= 1):
-            raise SpikeRegError(
-                f"assumed spike rate must be in [0, 1] spikes per neuron per step, got {rate}"
-            )
-        spiking = {layer.name: float(rate) for layer in tiling.spec.layers if layer.spiking}
-        return cls(
-            spiking,
-            "assumed",
-            f"assumed rate {rate:g} spikes/neuron/step for every spiking layer",
-            tiling.spec.time_steps,
-        )
-
-
-@dataclass(eq=False)
-class BlockGraph:
-    """Directed block-to-block traffic: `neurons[i]` source neurons of block src[i] reach block dst[i]."""
-
-    n_blocks: int
-    src: np.ndarray
-    dst: np.ndarray
-    neurons: np.ndarray
-    spikes: np.ndarray  # spikes per time step on the edge = rate of the source layer x neurons
-    host_inputs: int  # (input value, core) pairs the analog input feeds each step: from the host, off-mesh
-
-    def to_networkx(self, tiling: NetworkTiling | None = None) -> nx.DiGraph:
-        """The same graph as networkx (for inspection and tests; the planner works on the arrays)."""
-        graph = nx.DiGraph()
-        graph.add_nodes_from(range(self.n_blocks))
-        if tiling is not None:
-            names = [t.name for t in tiling.layers]
-            nx.set_node_attributes(graph, {b: names[i] for b, i in enumerate(tiling.block_layer())}, "layer")
-        graph.add_weighted_edges_from(
-            zip(self.src.tolist(), self.dst.tolist(), self.spikes.tolist(), strict=True), weight="spikes"
-        )
-        nx.set_edge_attributes(
-            graph,
-            {(int(s), int(d)): int(n) for s, d, n in zip(self.src, self.dst, self.neurons, strict=True)},
-            "neurons",
-        )
-        return graph
-
-
-def build_block_graph(tiling: NetworkTiling, rates: LayerRates) -> BlockGraph:
-    """Traffic per tile pair from geometry: overlap of the dst block's receptive field with the src block."""
-    srcs, dsts, counts, spikes = [], [], [], []
-    host = 0
-    for edge in tiling.spec.edges():
-        if tiling.spec.layer(edge.src).kind == "input":
-            host += int(tiling.layer(edge.dst).resources["input_axons"].sum())
-            continue
-        s, d, n = block_pairs(tiling, edge.src, edge.dst)
-        srcs.append(s)
-        dsts.append(d)
-        counts.append(n)
-        spikes.append(n * rates.rates[edge.src])
-
-    def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
-
-    return BlockGraph(
-        tiling.n_blocks,
-        cat(srcs, np.int64),
-        cat(dsts, np.int64),
-        cat(counts, np.int64),
-        cat(spikes, np.float64),
-        host,
-    )
 
 
 @dataclass(eq=False)

@@ -1,26 +1,33 @@
-"""Build and render the energy report (JSON, CSV, Markdown, PNG) from a simulation report and optional mapping."""
+"""Build, render and write the energy report (JSON, CSV, Markdown, PNG) from a simulation report and optional
+mapping document."""
 from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .energy import (
-    E_AC_45NM,
-    E_MAC_45NM,
-    layer_rows,
+from ..errors import SpikeRegError, atomic_output, read_json_object
+from ..network import NetworkSpec
+from .loihi import (
+    MAPPING_COUNTS,
+    EnergyTable,
+    OperationCount,
+    counts_from_report,
+    describe_total,
+    format_uj,
     loihi_energy,
-    paper_check,
-    proxy_energy,
-    ratio_variants,
 )
-from .errors import SpikeRegError, atomic_output, read_json_object
-from .network import NetworkSpec
+from .ratios import paper_check, ratio_variants
+from .table import E_AC_45NM, E_MAC_45NM, layer_rows, proxy_energy
 
 ENERGY_FORMAT = "spikereg-energy-report"
-ENERGY_VERSION = 1
+ENERGY_VERSION = 2  # 2: one Loihi model shared with mapping.json ("loihi" holds counts, energy terms, total)
+OUTPUT_FILES = ("energy.json", "energy.csv", "energy.md", "synops.png", "spike_rates.png", "energy_split.png")
 SIM_FORMAT, SIM_VERSION = "spikereg-simulation-report", 1
 
 
@@ -55,15 +62,39 @@ def check_report_matches(report: dict[str, Any], spec: NetworkSpec, path: str | 
         raise SpikeRegError(f"report T={report['time_steps']} differs from the network's T={spec.time_steps}", path)
 
 
-def build_energy_report(report: dict[str, Any], spec: NetworkSpec, loihi_energies: dict[str, float],
-                        loihi_sources: dict[str, str], profile_name: str,
+def check_mapping_matches(mapping: dict[str, Any], report: dict[str, Any], where: str | Path) -> None:
+    """A mapping of another network or another input size cannot lend its packets and hops to this report."""
+    fp = (mapping.get("network") or {}).get("fingerprint")
+    if fp != report["network"]["fingerprint"]:
+        raise SpikeRegError(f"mapping is for another network (fingerprint {fp}, report has "
+                            f"{report['network']['fingerprint']})", where)
+    if list(mapping.get("input_shape", [])) != list(report["input_shape"]):
+        raise SpikeRegError(f"mapping is for input {mapping.get('input_shape')}, report for {report['input_shape']}",
+                            where)
+
+
+def loihi_counts(report: dict[str, Any], spec: NetworkSpec, mapping: dict[str, Any] | None = None
+                 ) -> dict[str, OperationCount]:
+    """The report's measured counts; with a mapping, its packets and hops (the placement's) replace the
+    one-packet-per-spike count, exactly the counts the mapping report prices for the same run."""
+    counts = counts_from_report(report, spec)
+    if mapping is not None:
+        mapped = (mapping.get("energy") or {}).get("counts") or {}
+        missing = [key for key in MAPPING_COUNTS if key not in mapped]
+        if missing:
+            raise SpikeRegError(f"mapping's energy counts lack {', '.join(missing)}")
+        counts.update({key: OperationCount.from_dict(mapped[key]) for key in MAPPING_COUNTS})
+    return counts
+
+
+def build_energy_report(report: dict[str, Any], spec: NetworkSpec, profile: EnergyTable,
                         mapping: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The energy report document; `mapping` is a mapping.json document already checked against the report."""
     rows = layer_rows(report, spec)
     t = int(report["time_steps"])
-    hops = None
-    if mapping is not None:
-        hops = mapping.get("spike_hops_per_inference")
-    out = {
+    loihi = loihi_energy(loihi_counts(report, spec, mapping), profile, t, spec.pipeline_depth)
+    loihi["hops_from"] = "mapping (projected placement)" if mapping is not None else "no mapping given"
+    return {
         "format": ENERGY_FORMAT,
         "version": ENERGY_VERSION,
         "network": report["network"],
@@ -74,9 +105,7 @@ def build_energy_report(report: dict[str, Any], spec: NetworkSpec, loihi_energie
         "proxy_45nm": proxy_energy(rows),
         "ratio_variants": ratio_variants(rows, t),
         "paper_check": paper_check(t),
-        "loihi": {**loihi_energy(rows, loihi_energies, hops), "profile": profile_name,
-                  "constants_pJ": loihi_energies, "sources": loihi_sources,
-                  "hops_from": "mapping (projected placement)" if hops is not None else "no mapping given"},
+        "loihi": loihi,
         "units": {
             "ann_macs": "multiply-accumulates of the dense ANN per inference (exact, from the network description)",
             "input_spikes": "spikes arriving over T steps (measured)",
@@ -87,7 +116,6 @@ def build_energy_report(report: dict[str, Any], spec: NetworkSpec, loihi_energie
             "energy": "pJ per inference (projected from counts x per-op constants)",
         },
     }
-    return out
 
 
 def to_csv(energy: dict[str, Any]) -> str:
@@ -138,12 +166,14 @@ def to_markdown(energy: dict[str, Any]) -> str:
               f"formula the paper's rate gives {pc['public_formula_with_paper_rate']:.1f}x at T={pc['T']}; "
               f"{pc['paper_ratio']}x needs SynOps/MAC = {pc['synops_per_mac_needed_for_paper_ratio']:.3f}.", ""]
     lo = energy["loihi"]
-    lines += [f"## Loihi per-operation model (profile {lo['profile']}, projected from measured counts)", ""]
-    for part, value in lo["parts_pJ"].items():
-        lines.append(f"- {part}: {value / 1e6:.3f} uJ per inference")
-    lines.append(f"- total: {lo['total_pJ'] / 1e6:.3f} uJ per inference; hops: {lo['hops_from']}")
-    for key, value in lo["constants_pJ"].items():
-        lines.append(f"  - {key} = {value} pJ ({lo['sources'].get(key, '')})")
+    lines += [f"## Loihi per-operation model (cost model {lo['cost_model']}, profile {lo['profile']}, projected "
+              "from measured counts)", "", "| term | count | pJ per op | energy (uJ) | source |",
+              "|---|---:|---:|---:|---|"]
+    for name, v in lo["energy"].items():
+        lines.append(f"| {name} | {_fmt(v['count'], 6)} | {v['pJ_per_op']} | {format_uj(v['pJ'] / 1e6)} | "
+                     f"{v['source']} |")
+    lines += [f"| **total** | | | **{format_uj(lo['total_uJ'])}** | hops: {lo['hops_from']} |", "",
+              "Not costed: " + "; ".join(lo["not_costed"]) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -182,7 +212,7 @@ def plot_energy(energy: dict[str, Any], outdir: Path) -> list[Path]:
                  proxy["snn_analog_macs_measured"] * E_MAC_45NM.value / 1e6], color=["#888", "#3a7bd5", "#d58a3a"])
     axes[0].set_ylabel("uJ per inference (45 nm proxy)")
     axes[0].tick_params(axis="x", rotation=20)
-    parts = energy["loihi"]["parts_pJ"]
+    parts = {name: v["pJ"] for name, v in energy["loihi"]["energy"].items()}
     axes[1].bar(list(parts), [v / 1e6 for v in parts.values()], color="#3ad58a")
     axes[1].set_ylabel(f"uJ per inference (Loihi model, {energy['loihi']['profile']})")
     axes[1].tick_params(axis="x", rotation=20)
@@ -209,6 +239,22 @@ def format_summary(energy: dict[str, Any]) -> str:
     pc = energy["paper_check"]
     lines.append(f"  paper claims {pc['paper_ratio']}x (projected); its rate under the public formula gives "
                  f"{pc['public_formula_with_paper_rate']:.1f}x")
-    lines.append(f"Loihi model ({energy['loihi']['profile']}): {energy['loihi']['total_pJ'] / 1e6:.3f} uJ per "
-                 f"inference (projected from measured counts)")
+    lines.append(f"Loihi energy: {describe_total(energy['loihi'])}")
     return "\n".join(lines)
+
+
+def write_energy_outputs(energy: dict[str, Any], output: str | Path) -> list[Path]:
+    """energy.{json,csv,md} and the three PNGs into `output`: all six, or none if anything fails."""
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise SpikeRegError("output exists and is not a folder", out)
+    with tempfile.TemporaryDirectory(prefix="spikereg-energy-") as tmp:
+        staging = Path(tmp)
+        (staging / "energy.json").write_text(json.dumps(energy, indent=2) + "\n")
+        (staging / "energy.csv").write_text(to_csv(energy))
+        (staging / "energy.md").write_text(to_markdown(energy))
+        plot_energy(energy, staging)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in OUTPUT_FILES:
+            shutil.move(str(staging / name), str(out / name))
+    return [out / name for name in OUTPUT_FILES]

@@ -1,0 +1,177 @@
+"""One mapping run as library code: read the traffic, tile, build the block graph, place, evaluate, price.
+
+`spikereg-map` and `spikereg-run` call these; the result (`MappingPlan`) is what the report modules render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..energy.loihi import describe_total
+from ..energy.report import check_simulation_format, load_simulation_report
+from ..errors import SpikeRegError, atomic_output
+from ..network import NetworkSpec, as_triple
+from .placement import Placement, naive_placement, place_blocks
+from .profiles import CoreProfile, load_profile
+from .render import render_png
+from .report import energy_estimate, mapping_document, render_markdown, write_mapping
+from .routing import evaluate
+from .tiling import NetworkTiling, tile_network
+from .traffic import DEFAULT_RATE, BlockGraph, LayerRates, build_block_graph
+
+
+@dataclass(eq=False)
+class MappingPlan:
+    """Everything one mapping run decided and measured, ready for the report."""
+
+    spec: NetworkSpec
+    input_shape: tuple[int, int, int]
+    profile: CoreProfile
+    tiling: NetworkTiling
+    rates: LayerRates
+    graph: BlockGraph
+    placement: Placement
+    naive: Placement
+    metrics: dict[str, Any]
+    naive_metrics: dict[str, Any]
+    energy: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def exceeds_largest_system(self) -> bool:
+        """More chips than the largest system the profile lists (the plan is still written: a what-if)."""
+        return bool(self.profile.max_chips and self.placement.n_chips > self.profile.max_chips)
+
+
+def read_traffic_report(
+    source: str | Path | dict[str, Any], spec: NetworkSpec, input_shape: tuple[int, int, int]
+) -> LayerRates:
+    """Per-layer spike rates from a `spikereg-simulate` report; one that is not of this network is refused."""
+    where = "<report>" if isinstance(source, dict) else str(source)
+    if isinstance(source, dict):
+        data = source
+        check_simulation_format(data, where)
+    else:
+        data = load_simulation_report(source)
+    fingerprint = (data.get("network") or {}).get("fingerprint")
+    if fingerprint != spec.fingerprint():
+        raise SpikeRegError(
+            f"report is from another network (fingerprint {fingerprint}, this network {spec.fingerprint()})",
+            where,
+        )
+    if list(data.get("input_shape") or []) != list(input_shape):
+        raise SpikeRegError(
+            f"report was measured at input {data.get('input_shape')}, the mapping is for {list(input_shape)}",
+            where,
+        )
+    t = data.get("time_steps")
+    if not isinstance(t, int) or isinstance(t, bool) or t <= 0:
+        raise SpikeRegError(f"report time_steps must be a positive integer, got {t!r}", where)
+    rows = data.get("layers")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise SpikeRegError("report 'layers' must be a list of objects", where)
+    names = [r.get("name") for r in rows]
+    expected = [layer.name for layer in spec.layers[1:]]
+    if sorted(map(str, names)) != sorted(expected):
+        raise SpikeRegError(f"report layers {names} do not match the network's {expected}", where)
+    geo = spec.geometry(input_shape)
+    rates: dict[str, float] = {}
+    for row in rows:
+        layer = spec.layer(row["name"])
+        if row.get("neurons") != geo[layer.name].neurons:
+            raise SpikeRegError(
+                f"report counts {row.get('neurons')} neurons in layer {layer.name!r}, the network "
+                f"has {geo[layer.name].neurons}",
+                where,
+            )
+        if not layer.spiking:
+            continue
+        rate = row.get("spike_rate")
+        if rate is None and isinstance(row.get("spikes"), int):
+            rate = row["spikes"] / (geo[layer.name].neurons * t)
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or not (0 <= rate <= 1):
+            raise SpikeRegError(f"layer {layer.name!r}: spike_rate must be in [0, 1], got {rate!r}", where)
+        rates[layer.name] = float(rate)
+    return LayerRates(rates, "measured", f"per-layer spike rates measured in {where}", t, data)
+
+
+def plan_mapping(
+    spec: NetworkSpec,
+    input_shape: tuple[int, int, int] | list[int],
+    profile: CoreProfile | str,
+    traffic: str | Path | dict[str, Any] | None = None,
+    assumed_rate: float = DEFAULT_RATE,
+    seed: int = 0,
+    progress: bool = False,
+) -> MappingPlan:
+    """Tile, build the traffic graph, place (and the naive baseline), evaluate, estimate energy."""
+    shape = as_triple(list(input_shape), "input shape")
+    prof = profile if isinstance(profile, CoreProfile) else load_profile(profile)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    tiling = tile_network(spec, shape, prof)
+    timings["tiling"] = time.perf_counter() - start
+    if traffic is not None:
+        rates = read_traffic_report(traffic, spec, shape)
+    else:
+        rates = LayerRates.assumed(tiling, assumed_rate)
+    mark = time.perf_counter()
+    graph = build_block_graph(tiling, rates)
+    timings["block_graph"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    placement = place_blocks(tiling, graph, prof, seed=seed, progress=progress)
+    timings["placement"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    naive = naive_placement(tiling.n_blocks, prof)
+    metrics, naive_metrics = evaluate(placement, graph, prof), evaluate(naive, graph, prof)
+    timings["evaluation"] = time.perf_counter() - mark
+    plan = MappingPlan(spec, shape, prof, tiling, rates, graph, placement, naive, metrics, naive_metrics)
+    plan.energy = energy_estimate(plan)
+    timings["total"] = time.perf_counter() - start
+    plan.timings = {k: round(v, 3) for k, v in timings.items()}
+    return plan
+
+
+def write_outputs(plan: MappingPlan, output: str | Path) -> dict[str, Any]:
+    """Write mapping.json, <stem>_report.md and <stem>_cores.png: all three, or none if anything fails."""
+    out = Path(output)
+    if out.is_dir():
+        raise SpikeRegError("output is a folder; give the mapping .json file to write", out)
+    doc = mapping_document(plan)
+    markdown = render_markdown(doc)
+    usage = {r: plan.tiling.resource(r) / lim for r, lim in plan.profile.limits().items()}
+    with contextlib.ExitStack() as stack:
+        md_tmp = stack.enter_context(atomic_output(out.with_name(f"{out.stem}_report.md"), suffix=".md"))
+        png = out.with_name(f"{out.stem}_cores.png")
+        png_tmp = stack.enter_context(atomic_output(png, suffix=".png"))
+        json_tmp = stack.enter_context(atomic_output(out, suffix=".json"))
+        md_tmp.write_text(markdown, encoding="utf-8")
+        render_png(doc, png_tmp, plan.profile.mesh, plan.profile.cores_per_router, usage)
+        write_mapping(json_tmp, doc)
+    mode = 0o666 & ~_umask()  # temporary files are private; the outputs get the user's usual permissions
+    for path in (out, png, out.with_name(f"{out.stem}_report.md")):
+        path.chmod(mode)
+    return doc
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def format_plan_summary(plan: MappingPlan) -> str:
+    """Cores, chips, hop figures against the naive placement, and the one Loihi energy line."""
+    m, n, tiling = plan.metrics, plan.naive_metrics, plan.tiling
+    return "\n".join([
+        f"cores {tiling.n_blocks:,} (planned), lower bound {tiling.lower_bound:,}, ratio "
+        f"{tiling.n_blocks / tiling.lower_bound:.3f}; chips {plan.placement.n_chips:,}",
+        f"spike-hops/step {m['spike_hops_per_step']:.4g} vs naive {n['spike_hops_per_step']:.4g} "
+        f"({plan.rates.label} rates, projected); inter-chip spikes/step "
+        f"{m['inter_chip_spikes_per_step']:.4g} vs {n['inter_chip_spikes_per_step']:.4g}",
+        f"Loihi energy {describe_total(plan.energy)}; planned in {plan.timings['total']:.1f} s (measured)",
+    ])
