@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .counting import analog_macs_per_step, projected_synops
 from .errors import SpikeRegError, atomic_output, read_json_object
-from .network import NetworkSpec
 from .placement import BlockGraph, Placement
 from .profiles import CoreProfile
-from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling, axis_reach
+from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling
 
 if TYPE_CHECKING:
     from .cli.map_cli import MappingPlan
@@ -119,17 +119,6 @@ def _busiest_links(
 
 
 # -- energy --------------------------------------------------------------------------------------------------
-def _fanout_total(spec: NetworkSpec, dst: str, geo: dict) -> int:
-    """Synapses reached, summed over all source positions, for one source channel (exact, border/stride
-    aware)."""
-    layer, g = spec.layer(dst), geo[dst]
-    total = layer.out_channels
-    for a in range(3):
-        lo, hi = axis_reach(layer, a, g.in_shape[a], g.out_shape[a])
-        total *= int(np.maximum(hi - lo + 1, 0).sum())
-    return total
-
-
 def energy_estimate(plan: MappingPlan) -> dict[str, Any]:
     """Loihi energy per inference (T model steps) from the profile's per-op energies and the counts."""
     spec, rates, profile, m = plan.spec, plan.rates, plan.profile, plan.metrics
@@ -148,12 +137,11 @@ def energy_estimate(plan: MappingPlan) -> dict[str, Any]:
         updates += row.get("neuron_updates", neurons * t)
         # An update is "active" when the neuron spikes; non-spiking readout compartments integrate every step.
         active += row.get("spikes", rates.rates[layer.name] * neurons * t) if layer.spiking else neurons * t
-        for src in layer.inputs:
-            fan = _fanout_total(spec, layer.name, geo) * spec.channels_of(src)
-            if spec.layer(src).kind == "input":
-                graded += row.get("input_macs", fan * t)
+        for edge in spec.edges_into(layer.name):
+            if edge.payload == "analog":
+                graded += row.get("input_macs", analog_macs_per_step(spec, geo, edge) * t)
             elif "synops" not in row:
-                synops += rates.rates[src] * t * fan
+                synops += projected_synops(spec, geo, edge, rates.rates[edge.src], t)
         synops += row.get("synops", 0)
     counts = {
         "synaptic_ops": (
@@ -164,7 +152,7 @@ def energy_estimate(plan: MappingPlan) -> dict[str, Any]:
         "input_graded_ops": (
             graded,
             "events per inference",
-            f"{how('input_macs')}: analog input, every value every step, x exact fan-out (graded spikes)",
+            f"{how('input_macs')}: analog input, every value every step, x its real taps (graded spikes)",
         ),
         "neuron_updates": (
             updates,
@@ -280,7 +268,7 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
     return {
         "format": MAPPING_FORMAT,
         "version": MAPPING_VERSION,
-        "network": {"name": plan.spec.name, "fingerprint": plan.spec.fingerprint()},
+        "network": {"name": plan.spec.name, "fingerprint": plan.spec.architecture_fingerprint()},
         "input_shape": list(plan.input_shape),
         "time_steps": t,
         "profile": plan.profile.to_dict(),

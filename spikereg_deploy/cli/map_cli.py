@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spikereg_deploy.energy_report import check_simulation_format, load_simulation_report
+from spikereg_deploy.energy_report import check_model_fingerprint, check_simulation_format, load_simulation_report
 from spikereg_deploy.errors import SpikeRegError, atomic_output, cli_entry
 from spikereg_deploy.mapping_report import (
     energy_estimate,
@@ -71,12 +71,7 @@ def read_traffic_report(
         check_simulation_format(data, where)
     else:
         data = load_simulation_report(source)
-    fingerprint = (data.get("network") or {}).get("fingerprint")
-    if fingerprint != spec.fingerprint():
-        raise SpikeRegError(
-            f"report is from another network (fingerprint {fingerprint}, this network {spec.fingerprint()})",
-            where,
-        )
+    check_model_fingerprint(data, spec, where)
     if list(data.get("input_shape") or []) != list(input_shape):
         raise SpikeRegError(
             f"report was measured at input {data.get('input_shape')}, the mapping is for {list(input_shape)}",
