@@ -20,7 +20,7 @@ from spikereg_deploy.fixed_point import INPUT_BITS, check_weight_mantissa
 from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
 
 from .layers import FORMAT_VERSION, NEURON_KEYS
-from .writer import FILE_TYPES, expected_weight_shape
+from .writer import FILE_TYPES
 
 KINDS = {file_type: kind for kind, file_type in FILE_TYPES.items()}
 #: Errors h5py and numpy raise for damaged content; all become NetFormatError.
@@ -257,16 +257,19 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
     except SpikeRegError as err:
         top.fail(f"invalid network: {err.message}")
     stored = root.text("fingerprint")
-    if stored != spec.fingerprint():
-        root.fail(f"fingerprint {stored!r} does not match the layers ({spec.fingerprint()!r}): edited file?")
+    if stored != spec.architecture_fingerprint():
+        root.fail(f"fingerprint {stored!r} does not match the layers ({spec.architecture_fingerprint()!r}): "
+                  f"edited file?")
+    if root.has("modelFingerprint"):  # files written before it existed load on the architecture alone
+        stored = root.text("modelFingerprint")
+        if stored != spec.model_fingerprint():
+            root.fail(f"modelFingerprint {stored!r} does not match the layers, neurons, T and readout scale "
+                      f"({spec.model_fingerprint()!r}): edited file?")
     try:
         geo = spec.geometry(input_shape)
     except SpikeRegError as err:
         root.fail(f"inputShape {list(input_shape)}: {err.message}")
 
-    delays: dict[str, list[int]] = {}
-    for edge in spec.edges():
-        delays.setdefault(edge.dst, []).append(edge.delay)
     weights: dict[str, np.ndarray] = {}
     for i, (layer_spec, info) in enumerate(zip(spec.layers, raw, strict=True)):
         layer = layers_group.sub(str(i))
@@ -280,10 +283,10 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
         if info["in_channels"] != spec.in_channels(layer_spec.name):
             layer.fail(f"inChannels {info['in_channels']} != {spec.in_channels(layer_spec.name)}, the sum of "
                        f"its inputs' channels")
-        if list(info["delays"]) != delays[layer_spec.name]:
-            layer.fail(f"inputDelay {list(info['delays'])} differs from what the graph's timing requires "
-                       f"{delays[layer_spec.name]}")
-        weights[layer_spec.name] = _read_weight(layer, expected_weight_shape(spec, layer_spec))
+        delays = [edge.delay for edge in spec.edges_into(layer_spec.name)]
+        if list(info["delays"]) != delays:
+            layer.fail(f"inputDelay {list(info['delays'])} differs from what the graph's timing requires {delays}")
+        weights[layer_spec.name] = _read_weight(layer, spec.weight_shape(layer_spec.name))
     return LoadedNet(spec=spec, weights=weights, input_shape=tuple(input_shape),  # type: ignore[arg-type]
                      format_version=version, description=root.text("description"))
 

@@ -32,16 +32,8 @@ from .layers import (
 FILE_TYPES: dict[str, str] = {"input": "input", "conv": "conv3d", "convT": "convT3d", "readout": "readout"}
 
 
-def expected_weight_shape(spec: NetworkSpec, layer: LayerSpec) -> tuple[int, ...]:
-    """Torch layouts: conv/readout (Cout, Cin, kD, kH, kW); transposed conv (Cin, Cout, kD, kH, kW)."""
-    cin = spec.in_channels(layer.name)
-    if layer.kind == "convT":
-        return (cin, layer.out_channels, *layer.kernel)
-    return (layer.out_channels, cin, *layer.kernel)
-
-
-def _layer_record(spec: NetworkSpec, layer: LayerSpec, index: dict[str, int], delays: dict[str, list[int]],
-                  shape: tuple[int, ...], weight: np.ndarray | None) -> LayerRecord:
+def _layer_record(spec: NetworkSpec, layer: LayerSpec, index: dict[str, int], shape: tuple[int, ...],
+                  weight: np.ndarray | None) -> LayerRecord:
     fields: dict[str, Any] = {"shape": int_array(shape), "name": text_value(layer.name)}
     if layer.kind == "input":
         # Stock netx reads only `shape` here; the rest keeps LayerSpec (and so the fingerprint) exact.
@@ -61,7 +53,7 @@ def _layer_record(spec: NetworkSpec, layer: LayerSpec, index: dict[str, int], de
         outputPadding=int_array(layer.output_padding),
         weight=weight,
         inputs=int_array(index[src] for src in layer.inputs),
-        inputDelay=int_array(delays[layer.name]),
+        inputDelay=int_array(edge.delay for edge in spec.edges_into(layer.name)),
     )
     if layer.kind == "readout":
         fields["scale"] = np.float64(spec.readout_scale)
@@ -81,17 +73,14 @@ def net_records(spec: NetworkSpec, weights: Mapping[str, Any],
     if extra:
         raise SpikeRegError(f"weights given for unknown layer(s) {', '.join(map(str, extra))}")
     index = {layer.name: i for i, layer in enumerate(spec.layers)}
-    delays: dict[str, list[int]] = {}
-    for edge in spec.edges():
-        delays.setdefault(edge.dst, []).append(edge.delay)
     records = []
     for layer in spec.layers:
         if layer.kind == "input":
             shape = (spec.input_channels, *geo[layer.name].out_shape)
-            records.append(_layer_record(spec, layer, index, delays, shape, None))
+            records.append(_layer_record(spec, layer, index, shape, None))
             continue
         raw = np.asarray(weights[layer.name])
-        want = expected_weight_shape(spec, layer)
+        want = spec.weight_shape(layer.name)
         if raw.shape != want:
             raise SpikeRegError(f"layer {layer.name!r}: weight shape {raw.shape} != expected {want}")
         try:
@@ -99,7 +88,7 @@ def net_records(spec: NetworkSpec, weights: Mapping[str, Any],
         except SpikeRegError as err:
             raise SpikeRegError(f"layer {layer.name!r}: {err.message}") from None
         shape = (layer.out_channels, *geo[layer.name].out_shape)
-        records.append(_layer_record(spec, layer, index, delays, shape, weight))
+        records.append(_layer_record(spec, layer, index, shape, weight))
     return records
 
 
@@ -123,7 +112,8 @@ def _write_root(handle: h5py.File, spec: NetworkSpec, input_shape: tuple[int, ..
     root.create_dataset("timeSteps", data=int_value(spec.time_steps))
     root.create_dataset("inputChannels", data=int_value(spec.input_channels))
     root.create_dataset("inputShape", data=int_array(input_shape))
-    root.create_dataset("fingerprint", data=text_value(spec.fingerprint()))
+    root.create_dataset("fingerprint", data=text_value(spec.architecture_fingerprint()))  # what old readers check
+    root.create_dataset("modelFingerprint", data=text_value(spec.model_fingerprint()))
     root.create_dataset("inputBits", data=int_value(INPUT_BITS))
     root.create_dataset("description", data=text_value(str(description)))
 

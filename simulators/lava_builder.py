@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from spikereg_deploy import fixed_point as fx
-from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, LayerCounts, max_abs_row_sum
+from spikereg_deploy.counting import LayerCounts, analog_macs_per_step, edge_fanout, neuron_updates
+from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, max_abs_row_sum
 from spikereg_deploy.errors import SpikeRegError
-from spikereg_deploy.fanout import fanout_map
 from spikereg_deploy.network import NetworkSpec
 
 TAGS = ("fixed_pt", "floating_pt")
@@ -85,9 +85,9 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
     recorder_of: dict[str, tuple[str, str]] = {}
     for edge in net.edges:
         dst = spec.layer(edge.dst)
-        analog = spec.layer(edge.src).kind == "input"
+        analog = edge.payload == "analog"
         w = net.edge_weights[(edge.src, edge.dst)]
-        bound = max_abs_row_sum(w, dst.kind)
+        bound = max_abs_row_sum(w, dst)
         record = record_spikes and not analog and edge.src not in recorder_of
         if record:
             recorder_of[edge.src] = (edge.src, edge.dst)
@@ -95,8 +95,8 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             in_shape=(spec.channels_of(edge.src), *geo[edge.src].out_shape),
             out_shape=(dst.out_channels, *geo[dst.name].out_shape), weight=w, kind=dst.kind, stride=dst.stride,
             padding=dst.padding, output_padding=dst.output_padding, delay=edge.delay, analog=analog,
-            fanout=fanout_map(dst, geo[edge.src].out_shape, geo[dst.name].out_shape), num_steps=run_steps,
-            exact_float64=bound * (fx.INPUT_MAX if analog else 1) >= FLOAT32_EXACT,
+            fanout=edge_fanout(spec, geo, edge), num_steps=run_steps,
+            exact_float64=bound * ((1 << edge.payload_bits) - 1) >= FLOAT32_EXACT,
             record_path=str(work / f"spikes_{edge.src}.npy") if record else "", name=f"{edge.src}->{edge.dst}",
         )
         ports[edge.src].connect(syn.s_in)
@@ -140,9 +140,11 @@ def _gather_counts(spec: NetworkSpec, geo, depth, per_edge) -> dict[str, LayerCo
     t_steps = spec.time_steps
     counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
     emitted: dict[str, np.ndarray] = {}
-    for (src, dst), (spk, ops) in per_edge.items():
-        if spec.layer(src).kind == "input":
-            counts[dst].input_macs += geo[dst].macs * t_steps
+    for edge in spec.edges():
+        src, dst = edge.src, edge.dst
+        spk, ops = per_edge[(src, dst)]
+        if edge.payload == "analog":
+            counts[dst].input_macs += analog_macs_per_step(spec, geo, edge) * t_steps
             continue
         window = slice(depth[src], depth[src] + t_steps)
         counts[dst].input_spikes += int(spk[window].sum())
@@ -154,7 +156,7 @@ def _gather_counts(spec: NetworkSpec, geo, depth, per_edge) -> dict[str, LayerCo
         emitted.setdefault(src, spk[window])
     for layer in spec.layers[1:]:
         c = counts[layer.name]
-        c.neuron_updates = c.neurons * t_steps
+        c.neuron_updates = neuron_updates(c.neurons, t_steps)
         if layer.kind == "input":
             continue
         if not c.synops_per_step:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from spikereg_deploy.engine import IntegerNetwork, LayerCounts, estimate_engine_memory
+from spikereg_deploy.counting import LayerCounts
+from spikereg_deploy.engine import IntegerNetwork, estimate_engine_memory
 from spikereg_deploy.errors import SpikeRegError, atomic_output
 from spikereg_deploy.network import NetworkSpec
 
@@ -115,7 +116,8 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
-        "network": {"name": spec.name, "fingerprint": spec.fingerprint()},
+        "network": {"name": spec.name, "fingerprint": spec.architecture_fingerprint(),
+                    "model_fingerprint": spec.model_fingerprint()},
         "input_shape": list(input_shape),
         "time_steps": t,
         "run_steps": result.run_steps,

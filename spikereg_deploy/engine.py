@@ -2,42 +2,24 @@
 
 This is the model's computation (no pipeline shift): at model step t every layer sees step t of its inputs. The Lava
 run computes the same integers shifted by each layer's depth; `tests/test_lava_*.py` prove both agree spike for spike.
-Events are counted per synapse as they happen: spikes that arrive, and the synapses they reach (exact fan-out).
+Events are counted per synapse as they happen, by the rules in `counting.py`: spikes that arrive, the synapses they
+reach (exact fan-out), the analog input's real taps.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import fixed_point as fx
+from .counting import LayerCounts, analog_macs_per_step, edge_fanout, neuron_updates, step_synops
 from .errors import SpikeRegError
-from .fanout import fanout_map
 from .network import Edge, LayerSpec, NetworkSpec
 
 FLOAT32_EXACT = 1 << 24  # integers up to 2^24 survive a float32 sum exactly
-
-
-@dataclass
-class LayerCounts:
-    """Events of one layer over the T model steps (all integers, measured)."""
-
-    name: str
-    neurons: int
-    spikes: int = 0
-    input_spikes: int = 0
-    synops: int = 0
-    input_macs: int = 0
-    neuron_updates: int = 0
-    spikes_per_step: list[int] = field(default_factory=list)
-    synops_per_step: list[int] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -49,22 +31,10 @@ class IntegerRun:
     spikes: dict[str, list[np.ndarray]] | None = None  # per layer, per step, bool (C, D, H, W), if recorded
 
 
-def split_edge_weight(layer: LayerSpec, weight: np.ndarray, edge: Edge) -> np.ndarray:
-    """The slice of a layer's concatenated weight that one input edge uses (split by input channels)."""
-    lo, hi = edge.channel_offset, edge.channel_offset + edge.channels
-    return weight[lo:hi] if layer.kind == "convT" else weight[:, lo:hi]
-
-
-def max_abs_row_sum(weight: np.ndarray, kind: str) -> int:
+def max_abs_row_sum(weight: np.ndarray, layer: LayerSpec) -> int:
     """Largest sum of |w| into one output channel: bounds |synaptic sum| for unit payloads."""
-    out_axis = 1 if kind == "convT" else 0
+    out_axis = layer.weight_channel_axes[1]
     return int(np.abs(weight).sum(axis=tuple(i for i in range(weight.ndim) if i != out_axis)).max(initial=0))
-
-
-def expected_weight_shape(spec: NetworkSpec, layer: LayerSpec) -> tuple[int, ...]:
-    cin, cout = spec.in_channels(layer.name), layer.out_channels
-    head = (cin, cout) if layer.kind == "convT" else (cout, cin)
-    return head + tuple(layer.kernel)
 
 
 def synaptic_sum(layer: LayerSpec, x: torch.Tensor, w: torch.Tensor, exact_dtype: torch.dtype) -> torch.Tensor:
@@ -89,18 +59,17 @@ class IntegerNetwork:
             if layer.name not in weights:
                 raise SpikeRegError(f"no weights for layer {layer.name!r}")
             w = np.asarray(weights[layer.name])
-            if w.shape != expected_weight_shape(spec, layer):
+            if w.shape != spec.weight_shape(layer.name):
                 raise SpikeRegError(f"layer {layer.name!r}: weight shape {w.shape}, expected "
-                                    f"{expected_weight_shape(spec, layer)}")
+                                    f"{spec.weight_shape(layer.name)}")
             problem = fx.check_weight_mantissa(w)
             if problem:
                 raise SpikeRegError(f"layer {layer.name!r}: {problem}")
-            for edge in self.edges:
-                if edge.dst == layer.name:
-                    self.edge_weights[(edge.src, edge.dst)] = split_edge_weight(layer, w.astype(np.int64), edge)
+            for edge in spec.edges_into(layer.name):
+                self.edge_weights[(edge.src, edge.dst)] = w.astype(np.int64)[spec.edge_weight_slice(edge)]
 
     def _exact_dtype(self, edge: Edge, payload_max: int) -> torch.dtype:
-        bound = max_abs_row_sum(self.edge_weights[(edge.src, edge.dst)], self.spec.layer(edge.dst).kind)
+        bound = max_abs_row_sum(self.edge_weights[(edge.src, edge.dst)], self.spec.layer(edge.dst))
         return torch.float32 if bound * payload_max < FLOAT32_EXACT else torch.float64
 
     def _merged_weights(self) -> dict[str, tuple[torch.Tensor, torch.dtype]]:
@@ -111,12 +80,12 @@ class IntegerNetwork:
         """
         merged = {}
         for layer in self.spec.layers[1:]:
-            edges = [e for e in self.edges if e.dst == layer.name]
-            if len(edges) < 2 or any(self.spec.layer(e.src).kind == "input" for e in edges):
+            edges = self.spec.edges_into(layer.name)
+            if len(edges) < 2 or any(e.payload == "analog" for e in edges):
                 continue
-            axis = 0 if layer.kind == "convT" else 1
+            axis = layer.weight_channel_axes[0]
             weight = np.concatenate([self.edge_weights[(e.src, e.dst)] for e in edges], axis=axis)
-            if max_abs_row_sum(weight, layer.kind) < FLOAT32_EXACT:
+            if max_abs_row_sum(weight, layer) < FLOAT32_EXACT:
                 merged[layer.name] = (torch.as_tensor(weight).to(torch.float32), torch.float32)
         return merged
 
@@ -132,12 +101,9 @@ class IntegerNetwork:
         fanouts: dict[tuple[str, str], torch.Tensor] = {}
         for edge in self.edges:
             key = (edge.src, edge.dst)
-            payload_max = fx.INPUT_MAX if spec.layer(edge.src).kind == "input" else 1
-            dtypes[key] = self._exact_dtype(edge, payload_max)
+            dtypes[key] = self._exact_dtype(edge, (1 << edge.payload_bits) - 1)
             torch_w[key] = torch.as_tensor(self.edge_weights[key]).to(dtypes[key])
-            dst = spec.layer(edge.dst)
-            fanouts[key] = torch.as_tensor(fanout_map(dst, geo[edge.src].out_shape, geo[edge.dst].out_shape)).to(
-                torch.int32)
+            fanouts[key] = torch.as_tensor(edge_fanout(spec, geo, edge)).to(torch.int32)
         merged = self._merged_weights()
         analog_current: dict[tuple[str, str], torch.Tensor] = {}  # the input is the same at every step: once
         counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
@@ -162,19 +128,19 @@ class IntegerNetwork:
             for layer in spec.layers[1:]:
                 c = counts[layer.name]
                 parts: list[torch.Tensor] = []
-                step_synops = 0
-                for edge in (e for e in self.edges if e.dst == layer.name):
+                layer_synops = 0
+                for edge in spec.edges_into(layer.name):
                     key = (edge.src, edge.dst)
                     src_out = outputs[edge.src]
-                    if spec.layer(edge.src).kind == "input":
+                    if edge.payload == "analog":
                         if key not in analog_current:
                             analog_current[key] = fx.analog_current(
                                 synaptic_sum(layer, src_out, torch_w[key], dtypes[key]))
                         parts.append(analog_current[key])
-                        c.input_macs += geo[layer.name].macs  # dense: every payload is multiplied every step
+                        c.input_macs += analog_macs_per_step(spec, geo, edge)  # every real tap, every step
                         continue
                     c.input_spikes += emitted[edge.src]
-                    step_synops += int((per_voxel[edge.src] * fanouts[key]).sum(dtype=torch.int64))
+                    layer_synops += step_synops(per_voxel[edge.src], fanouts[key])
                     if layer.name not in merged:
                         parts.append(synaptic_sum(layer, src_out, torch_w[key], dtypes[key]))
                 if layer.name in merged:  # one conv over the concatenated spikes, as the ANN does
@@ -182,11 +148,10 @@ class IntegerNetwork:
                     stacked = torch.cat([outputs[src] for src in layer.inputs])
                     parts.append(synaptic_sum(layer, stacked, weight, dtype))
                 a_in = parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
-                c.synops += step_synops
-                c.synops_per_step.append(step_synops)
+                c.synops += layer_synops
+                c.synops_per_step.append(layer_synops)
                 if layer.kind == "readout":
                     readout_sum += a_in
-                    c.neuron_updates += c.neurons
                     continue
                 u, v = state[layer.name]
                 u, v, spikes = fx.cuba_step(u, v, a_in, layer.neuron)
@@ -195,10 +160,11 @@ class IntegerNetwork:
                 n_spk = emitted[layer.name] = int(per_voxel[layer.name].sum(dtype=torch.int64))
                 c.spikes += n_spk
                 c.spikes_per_step.append(n_spk)
-                c.neuron_updates += c.neurons
                 outputs[layer.name] = spikes
                 if recorded is not None:
                     recorded[layer.name].append(spikes.numpy().copy())
+        for c in counts.values():
+            c.neuron_updates = neuron_updates(c.neurons, spec.time_steps)
         displacement = readout_sum.numpy().astype(np.float64) * (spec.readout_scale / spec.time_steps)
         return IntegerRun(displacement, readout_sum.numpy(), counts, spec.time_steps, recorded)
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar, Literal
 
+from .connectivity import max_fan_in_taps
 from .errors import SpikeRegError
 
 Triple = tuple[int, int, int]
 LayerKind = Literal["input", "conv", "convT", "readout"]
 LAYER_KINDS: tuple[str, ...] = ("input", "conv", "convT", "readout")
+PayloadKind = Literal["analog", "binary", "graded"]
+
+#: Width of the analog input's payload (`fixed_point.quantize_input` makes it; `.net` stores it as `inputBits`).
+ANALOG_INPUT_BITS = 8
 
 #: Longest axonal delay a Loihi synapse/axon can hold (Davies et al. 2018; lava-dl's delay blocks use 62).
 MAX_AXON_DELAY = 62
@@ -48,6 +53,9 @@ class NeuronSpec:
     ref_delay: int = 1
     graded: bool = False
 
+    #: The NetX `neuron/type` of this model (part of the model fingerprint).
+    netx_type: ClassVar[str] = "CUBA"
+
     def __post_init__(self) -> None:
         for name in ("i_decay", "v_decay"):
             value = getattr(self, name)
@@ -73,6 +81,11 @@ class NeuronSpec:
     def threshold(self) -> float:
         """Threshold in SLAYER's float units (weights are mantissa / 64)."""
         return self.vth_mant / 64
+
+    @property
+    def payload_bits(self) -> int:
+        """Bits one output event carries: 1, a binary spike (a graded neuron would carry more)."""
+        return 1
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,12 @@ class LayerSpec:
     def spiking(self) -> bool:
         return self.neuron is not None
 
+    @property
+    def weight_channel_axes(self) -> tuple[int, int]:
+        """(input-channel axis, output-channel axis) of the weight in torch's layout: transposed conv
+        (Cin, Cout, k...), conv and readout (Cout, Cin, k...)."""
+        return (0, 1) if self.kind == "convT" else (1, 0)
+
     def output_shape(self, in_shape: Triple) -> Triple:
         """Spatial output shape for a spatial input shape (conv arithmetic as torch defines it)."""
         if self.kind == "input":
@@ -139,7 +158,8 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class Edge:
-    """A synapse from `src` into `dst`: its slice of dst's concatenated input channels and its axonal delay."""
+    """A synapse from `src` into `dst`: its slice of dst's concatenated input channels, its axonal delay, and
+    what one event on it carries (the analog input's 8-bit values cost multiply-accumulates, binary spikes adds)."""
 
     src: str
     dst: str
@@ -147,6 +167,8 @@ class Edge:
     channel_offset: int
     channels: int
     delay: int
+    payload: PayloadKind
+    payload_bits: int
 
 
 @dataclass(frozen=True)
@@ -174,6 +196,7 @@ class NetworkSpec:
     readout_scale: float = 1.0
     name: str = "spikereg-unet"
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _edges: tuple[Edge, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.time_steps <= 0:
@@ -189,6 +212,9 @@ class NetworkSpec:
                     raise SpikeRegError(f"layer {layer.name!r} reads {src!r}, which is not an earlier layer")
                 if self.layers[index[src]].kind == "readout":
                     raise SpikeRegError(f"layer {layer.name!r} reads the readout {src!r}")
+            if len(layer.inputs) > 1 and self.layers[0].name in layer.inputs:
+                raise SpikeRegError(f"layer {layer.name!r} mixes the analog input with spiking inputs "
+                                    f"({', '.join(layer.inputs)}): a layer reads either the input or spikes")
             index[layer.name] = i
         kinds = [layer.kind for layer in self.layers]
         if kinds.count("input") != 1 or kinds[0] != "input":
@@ -196,7 +222,8 @@ class NetworkSpec:
         if kinds.count("readout") != 1 or kinds[-1] != "readout":
             raise SpikeRegError("a network needs exactly one readout layer, last")
         object.__setattr__(self, "_index", index)
-        for edge in self.edges():
+        object.__setattr__(self, "_edges", self._derive_edges())
+        for edge in self._edges:
             if edge.delay > MAX_AXON_DELAY:
                 raise SpikeRegError(
                     f"skip {edge.src}->{edge.dst} needs an axonal delay of {edge.delay} steps; Loihi holds at most "
@@ -236,8 +263,7 @@ class NetworkSpec:
             depth[layer.name] = 0 if layer.kind == "input" else 1 + max(depth[s] for s in layer.inputs)
         return depth
 
-    def edges(self) -> list[Edge]:
-        """Synapses in layer order; a skip carries the delay that lines it up with the deep path."""
+    def _derive_edges(self) -> tuple[Edge, ...]:
         depth = self.depths()
         out: list[Edge] = []
         for layer in self.layers:
@@ -245,9 +271,43 @@ class NetworkSpec:
             for order, src in enumerate(layer.inputs):
                 channels = self.channels_of(src)
                 delay = depth[layer.name] - 1 - depth[src]
-                out.append(Edge(src, layer.name, order, offset, channels, delay))
+                source = self.layer(src)
+                if source.neuron is None:  # the analog input (a readout feeds nothing)
+                    payload, bits = "analog", ANALOG_INPUT_BITS
+                else:
+                    bits = source.neuron.payload_bits
+                    payload = "binary" if bits == 1 else "graded"
+                out.append(Edge(src, layer.name, order, offset, channels, delay, payload, bits))
                 offset += channels
-        return out
+        return tuple(out)
+
+    def edges(self) -> list[Edge]:
+        """Synapses in layer order; a skip carries the delay that lines it up with the deep path."""
+        return list(self._edges)
+
+    def edges_into(self, name: str) -> list[Edge]:
+        """The synapses into one layer, in its concatenation order (their delays are its `inputDelay`)."""
+        self.layer(name)
+        return [edge for edge in self._edges if edge.dst == name]
+
+    # -- weight layout ---------------------------------------------------------------------------------------
+    def weight_shape(self, name: str) -> tuple[int, ...]:
+        """A synaptic layer's weight in torch's layout: conv/readout (Cout, Cin, kD, kH, kW), transposed conv
+        (Cin, Cout, kD, kH, kW); Cin counts all inputs concatenated."""
+        layer = self.layer(name)
+        if layer.kind == "input":
+            raise SpikeRegError(f"the input layer {name!r} has no weight")
+        shape = [0, 0, *layer.kernel]
+        in_axis, out_axis = layer.weight_channel_axes
+        shape[in_axis], shape[out_axis] = self.in_channels(name), layer.out_channels
+        return tuple(shape)
+
+    def edge_weight_slice(self, edge: Edge) -> tuple[slice, ...]:
+        """Index of one edge's part of its destination's weight (its input channels): `weight[index]`."""
+        in_axis = self.layer(edge.dst).weight_channel_axes[0]
+        index = [slice(None)] * (in_axis + 1)
+        index[in_axis] = slice(edge.channel_offset, edge.channel_offset + edge.channels)
+        return tuple(index)
 
     @property
     def pipeline_depth(self) -> int:
@@ -305,26 +365,33 @@ class NetworkSpec:
             cin = self.in_channels(layer.name)
             cout = layer.out_channels
             k3 = math.prod(layer.kernel)
-            if layer.kind == "convT":
-                macs = math.prod(in_shape) * cin * cout * k3
-                taps = math.prod(math.ceil(k / s) for k, s in zip(layer.kernel, layer.stride, strict=True))
-                fan_in = cin * taps
-            else:
-                macs = math.prod(out_shape) * cout * cin * k3
-                fan_in = cin * k3
+            macs = math.prod(in_shape if layer.kind == "convT" else out_shape) * cin * cout * k3
             geo[layer.name] = LayerGeometry(
                 name=layer.name, in_channels=cin, in_shape=in_shape, out_shape=out_shape,
-                neurons=cout * math.prod(out_shape), fan_in=fan_in, macs=macs,
+                neurons=cout * math.prod(out_shape), fan_in=cin * max_fan_in_taps(layer, in_shape, out_shape),
+                macs=macs,
                 synapses=cin * cout * k3, depth=depth[layer.name],
             )
         return geo
 
-    def fingerprint(self) -> str:
-        """Short hash of the architecture (not the weights): reports and mappings carry it to catch mix-ups."""
+    # -- identity --------------------------------------------------------------------------------------------
+    def architecture_fingerprint(self) -> str:
+        """Short hash of the architecture (names, kinds, channels, wiring, geometry): what a mapping depends on."""
         parts = [f"{self.input_channels}"]
         for layer in self.layers:
             parts.append(f"{layer.name}:{layer.kind}:{layer.out_channels}:{','.join(layer.inputs)}:{layer.kernel}:"
                          f"{layer.stride}:{layer.padding}:{layer.output_padding}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def model_fingerprint(self) -> str:
+        """Short hash of the whole model but its weights: architecture, every neuron's type and parameters, T,
+        readout scale and input channels. Counts and rates depend on all of these, so reports carry it."""
+        parts = [self.architecture_fingerprint(), f"T={self.time_steps}", f"scale={self.readout_scale!r}",
+                 f"in={self.input_channels}"]
+        for layer in self.layers:
+            if layer.neuron is not None:
+                params = ",".join(f"{k}={v!r}" for k, v in sorted(asdict(layer.neuron).items()))
+                parts.append(f"{layer.name}:{layer.neuron.netx_type}:{params}")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def with_time_steps(self, time_steps: int) -> NetworkSpec:

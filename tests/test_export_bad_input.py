@@ -10,7 +10,7 @@ import pytest
 
 from spikereg_deploy.errors import NetFormatError, SpikeRegError
 from spikereg_deploy.export.reader import read_net
-from spikereg_deploy.export.writer import expected_weight_shape, write_net
+from spikereg_deploy.export.writer import write_net
 from spikereg_deploy.network import NetworkSpec
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
@@ -21,7 +21,7 @@ SPEC = build_unet_spec(UNetConfig(encoder=(4, 8), decoder=(4, 4), time_steps=2))
 
 def weights_for(spec: NetworkSpec) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
-    return {layer.name: rng.integers(-128, 128, expected_weight_shape(spec, layer)) * 2
+    return {layer.name: rng.integers(-128, 128, spec.weight_shape(layer.name)) * 2
             for layer in spec.layers if layer.kind != "input"}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from spikereg_deploy.export.layers import FORMAT_VERSION
 from spikereg_deploy.export.reader import format_summary, read_net, summarize
-from spikereg_deploy.export.writer import expected_weight_shape, write_net
+from spikereg_deploy.export.writer import write_net
 from spikereg_deploy.fixed_point import INPUT_BITS
 from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
@@ -18,12 +18,12 @@ from spikereg_deploy.unet import UNetConfig, build_unet_spec
 def random_weights(spec: NetworkSpec, seed: int = 0) -> dict[str, np.ndarray]:
     """Valid 8-bit mantissas (even integers in [-256, 254]) in the writer's layouts."""
     rng = np.random.default_rng(seed)
-    return {layer.name: rng.integers(-128, 128, expected_weight_shape(spec, layer)) * 2
+    return {layer.name: rng.integers(-128, 128, spec.weight_shape(layer.name)) * 2
             for layer in spec.layers if layer.kind != "input"}
 
 
 def custom_spec() -> NetworkSpec:
-    """Not a U-Net: default-geometry input, odd kernels and strides, a 3-way concat, non-default neurons."""
+    """Not a U-Net: default-geometry input, odd kernels and strides, a skip concat, non-default neurons."""
     a = NeuronSpec(i_decay=512, v_decay=4096, vth_mant=80)
     b = NeuronSpec(i_decay=4096, v_decay=0, vth_mant=1)
     return NetworkSpec(layers=(
@@ -32,7 +32,7 @@ def custom_spec() -> NetworkSpec:
         LayerSpec("b", "conv", 5, inputs=("a",), kernel=3, stride=(2, 1, 2), padding=1, neuron=b),
         LayerSpec("c", "convT", 2, inputs=("b",), kernel=3, stride=(2, 1, 2), padding=1,
                   output_padding=(1, 0, 1), neuron=a),
-        LayerSpec("out", "readout", 3, inputs=("c", "a", "vol"), kernel=1, padding=0),
+        LayerSpec("out", "readout", 3, inputs=("c", "a"), kernel=1, padding=0),
     ), time_steps=5, input_channels=1, readout_scale=0.3, name="custom net")
 
 
@@ -43,7 +43,7 @@ def test_default_unet_round_trip(tmp_path: Path) -> None:
     write_net(path, spec, weights, (16, 16, 16), description="random weights")
     loaded = read_net(path)
     assert loaded.spec == spec
-    assert loaded.spec.fingerprint() == spec.fingerprint()
+    assert loaded.spec.architecture_fingerprint() == spec.architecture_fingerprint()
     assert loaded.input_shape == (16, 16, 16)
     assert loaded.format_version == FORMAT_VERSION
     assert loaded.description == "random weights"
@@ -71,11 +71,10 @@ def test_custom_spec_round_trip_and_summary(tmp_path: Path) -> None:
     assert rows[3]["shape"] == [2, *geo["c"].out_shape] and rows[3]["neurons"] == geo["c"].neurons
     assert rows[4]["synapses"] == weights["out"].size and rows[4]["neurons"] == 0
     delays = {(e.src, e.dst): e.delay for e in spec.edges()}
-    assert [(s["name"], s["delay"]) for s in rows[4]["inputs"]] == [
-        ("c", 0), ("a", delays[("a", "out")]), ("vol", delays[("vol", "out")])]
+    assert [(s["name"], s["delay"]) for s in rows[4]["inputs"]] == [("c", 0), ("a", delays[("a", "out")])]
     assert rows[1]["neuron"] == {"iDecay": 512, "vDecay": 4096, "vThMant": 80, "refDelay": 1}
     text = format_summary(rows)
-    assert "convT3d" in text and "c(0), a(2), vol(3)" in text and "total:" in text
+    assert "convT3d" in text and "c(0), a(2)" in text and "total:" in text
 
 
 def test_file_layout_is_netx_style(tmp_path: Path) -> None:
@@ -95,13 +94,14 @@ def test_file_layout_is_netx_style(tmp_path: Path) -> None:
         assert f["layer/3/type"][0] == b"convT3d" and list(f["layer/3/outputPadding"][()]) == [1, 0, 1]
         assert f["layer/3/weight"].shape == (5, 2, 3, 3, 3)  # ConvTranspose3d layout (Cin, Cout, k...)
         out = f["layer/4"]
-        assert list(out["inputs"][()]) == [3, 1, 0] and list(out["inputDelay"][()]) == [0, 2, 3]
+        assert list(out["inputs"][()]) == [3, 1] and list(out["inputDelay"][()]) == [0, 2]
         assert out["scale"].dtype == np.float64 and out["scale"][()] == 0.3
         assert out["name"][()] == b"out"
         root = f["spikereg"]
         assert root["formatVersion"][()] == FORMAT_VERSION and root["inputBits"][()] == INPUT_BITS
         assert list(root["inputShape"][()]) == [6, 5, 8] and root["timeSteps"][()] == 5
-        assert root["fingerprint"][()].decode() == spec.fingerprint()
+        assert root["fingerprint"][()].decode() == spec.architecture_fingerprint()
+        assert root["modelFingerprint"][()].decode() == spec.model_fingerprint()
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.int64, np.float64])

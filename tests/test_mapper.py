@@ -155,7 +155,8 @@ def fake_report(spec: NetworkSpec, shape, rates: dict[str, float]) -> dict:
     return {
         "format": "spikereg-simulation-report",
         "version": 1,
-        "network": {"fingerprint": spec.fingerprint(), "name": spec.name},
+        "network": {"fingerprint": spec.architecture_fingerprint(), "model_fingerprint": spec.model_fingerprint(),
+                    "name": spec.name},
         "input_shape": list(shape),
         "time_steps": t,
         "layers": [
@@ -314,7 +315,7 @@ def test_traffic_report_from_another_network(default_spec, small_spec, change):
     shape = (16, 16, 16)
     report = fake_report(default_spec, shape, {layer.name: 0.1 for layer in default_spec.layers})
     if change == "fingerprint":
-        report["network"]["fingerprint"] = small_spec.fingerprint()
+        report["network"]["fingerprint"] = small_spec.architecture_fingerprint()
         match = "another network"
     elif change == "layers":
         report["layers"] = report["layers"][:-1]
@@ -378,7 +379,7 @@ def test_cli_reads_net_through_the_export_reader(tmp_path, capsys, monkeypatch, 
     code = map_cli.main(["model.net", "--profile", "loihi1", "-o", str(tmp_path / "m.json")])
     assert code == 0
     doc = read_mapping(tmp_path / "m.json")
-    assert doc["network"]["fingerprint"] == small_spec.fingerprint() and doc["input_shape"] == [8, 8, 8]
+    assert doc["network"]["fingerprint"] == small_spec.architecture_fingerprint() and doc["input_shape"] == [8, 8, 8]
     assert (tmp_path / "m_report.md").exists() and (tmp_path / "m_cores.png").exists()
 
 
@@ -391,13 +392,16 @@ def test_assumed_rate_must_be_a_rate(default_spec):
 
 
 def test_projected_synops_use_exact_fanout(small_spec):
+    from spikereg_deploy.counting import projected_synops
     from spikereg_deploy.fanout import fanout_map
-    from spikereg_deploy.mapping.report import _fanout_total
 
     geo = small_spec.geometry((8, 8, 12))
-    for layer in small_spec.layers[1:]:
-        g = geo[layer.name]
-        assert _fanout_total(small_spec, layer.name, geo) == fanout_map(layer, g.in_shape, g.out_shape).sum()
+    for edge in small_spec.edges():
+        if edge.payload == "analog":
+            continue
+        layer, g = small_spec.layer(edge.dst), geo[edge.dst]
+        exact = edge.channels * int(fanout_map(layer, g.in_shape, g.out_shape).sum())
+        assert projected_synops(small_spec, geo, edge, 0.25, 4) == exact  # 0.25 x 4 steps = one spike each
 
 
 def test_real_net_file_and_simulation_report(tmp_path, capsys, small_spec):
@@ -406,7 +410,7 @@ def test_real_net_file_and_simulation_report(tmp_path, capsys, small_spec):
     sim = pytest.importorskip("spikereg_deploy.simulators.simulation")
     rng = np.random.default_rng(0)
     weights = {
-        layer.name: 2 * rng.integers(-60, 60, size=writer.expected_weight_shape(small_spec, layer))
+        layer.name: 2 * rng.integers(-60, 60, size=small_spec.weight_shape(layer.name))
         for layer in small_spec.layers[1:]
     }
     writer.write_net(tmp_path / "small.net", small_spec, weights, (8, 8, 8))

@@ -109,6 +109,6 @@ def test_validation_errors():
 
 
 def test_fingerprint_changes_with_architecture():
-    a = build_unet_spec(UNetConfig()).fingerprint()
-    b = build_unet_spec(UNetConfig(decoder=(64, 32, 16, 8))).fingerprint()
-    assert a != b and a == build_unet_spec(UNetConfig()).fingerprint()
+    a = build_unet_spec(UNetConfig()).architecture_fingerprint()
+    b = build_unet_spec(UNetConfig(decoder=(64, 32, 16, 8))).architecture_fingerprint()
+    assert a != b and a == build_unet_spec(UNetConfig()).architecture_fingerprint()

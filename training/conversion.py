@@ -60,16 +60,8 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
             cat_lam = None
             if normalisation == "layer" and len(layer.inputs) > 1:
                 cat_lam = _percentile(torch.cat([acts[s] for s in layer.inputs], dim=1), percentile)
-            offset = 0
-            for src in layer.inputs:
-                ch = spec.channels_of(src)
-                src_lam = cat_lam if cat_lam is not None else lam[src]
-                sl = slice(offset, offset + ch)
-                if layer.kind == "convT":
-                    w[sl] *= src_lam
-                else:
-                    w[:, sl] *= src_lam
-                offset += ch
+            for edge in spec.edges_into(layer.name):
+                w[spec.edge_weight_slice(edge)] *= cat_lam if cat_lam is not None else lam[edge.src]
             if layer.kind == "readout":
                 gain = float(w.abs().max()) / WEIGHT_FILL
                 snn.synapses[layer.name].weight.copy_((w / gain).float())

@@ -1,15 +1,15 @@
 """Count synaptic events on the quantized torch model with forward hooks: the Lava-free cross-check.
 
-Hooks capture each SLAYER neuron's spike output; SynOps follow from the same exact fan-out maps the simulators use,
-so a user with a volume too big for Lava still gets measured counts, and tests can compare three independent runs.
+Hooks capture each SLAYER neuron's spike output; the counts follow from the same rules (`spikereg_deploy.counting`)
+the simulators use, so a user with a volume too big for Lava still gets measured counts, and tests can compare
+three independent runs.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from spikereg_deploy.engine import LayerCounts
-from spikereg_deploy.fanout import fanout_map
+from spikereg_deploy.counting import LayerCounts, analog_macs_per_step, edge_fanout, neuron_updates, step_synops
 
 from .snn import SpikingUNet
 
@@ -34,20 +34,20 @@ def count_events(model: SpikingUNet, image: np.ndarray) -> dict[str, LayerCounts
     counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
     for layer in spec.layers[1:]:
         c = counts[layer.name]
-        c.neuron_updates = c.neurons * t_steps
+        c.neuron_updates = neuron_updates(c.neurons, t_steps)
         if layer.spiking:
             spikes = captured[layer.name][0] > 0  # (C, D, H, W, T)
             c.spikes_per_step = [int(s) for s in spikes.sum(dim=(0, 1, 2, 3))]
             c.spikes = sum(c.spikes_per_step)
         per_step = np.zeros(t_steps, dtype=np.int64)
-        for src in layer.inputs:
-            if spec.layer(src).kind == "input":
-                c.input_macs += geo[layer.name].macs * t_steps
+        for edge in spec.edges_into(layer.name):
+            if edge.payload == "analog":
+                c.input_macs += analog_macs_per_step(spec, geo, edge) * t_steps
                 continue
-            src_spikes = (captured[src][0] > 0).sum(dim=0).numpy()  # (D, H, W, T): spikes per position
-            fan = fanout_map(layer, geo[src].out_shape, geo[layer.name].out_shape)
+            src_spikes = (captured[edge.src][0] > 0).sum(dim=0).numpy()  # (D, H, W, T): spikes per position
+            fan = edge_fanout(spec, geo, edge)
             c.input_spikes += int(src_spikes.sum())
-            per_step += np.einsum("dhwt,dhw->t", src_spikes.astype(np.int64), fan)
+            per_step += [step_synops(src_spikes[..., t].astype(np.int64), fan) for t in range(t_steps)]
         c.synops_per_step = per_step.tolist()
         c.synops = int(per_step.sum())
     return counts

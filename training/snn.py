@@ -39,8 +39,8 @@ class SpikingUNet(torch.nn.Module):
         self.neurons = torch.nn.ModuleDict()
         for layer in self.spec.layers[1:]:
             cls = ConvTranspose3dSynapse if layer.kind == "convT" else Conv3dSynapse
-            self.synapses[layer.name] = cls(self.spec.in_channels(layer.name), layer.out_channels, layer.kernel,
-                                            layer.stride, layer.padding, layer.output_padding, weight_scale)
+            self.synapses[layer.name] = cls(self.spec.weight_shape(layer.name), layer.stride, layer.padding,
+                                            layer.output_padding, weight_scale)
             if layer.neuron is not None:
                 self.neurons[layer.name] = cuba.Neuron(
                     threshold=layer.neuron.threshold,

@@ -32,23 +32,19 @@ def _unfold_time(y: torch.Tensor, t: int) -> torch.Tensor:
 
 
 class Conv3dSynapse(torch.nn.Module):
-    """Dense 3-D convolution synapse, weight layout (Cout, Cin, k, k, k) like torch and the .net file."""
+    """Dense 3-D convolution synapse; its weight has the layout the network description gives
+    (`NetworkSpec.weight_shape`: (Cout, Cin, k, k, k), as torch and the .net file)."""
 
     transposed = False
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int, int],
-                 stride: tuple[int, int, int], padding: tuple[int, int, int],
+    def __init__(self, weight_shape: tuple[int, ...], stride: tuple[int, int, int], padding: tuple[int, int, int],
                  output_padding: tuple[int, int, int] = (0, 0, 0), weight_scale: float = 1.0) -> None:
         super().__init__()
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
-        shape = self._weight_shape(in_channels, out_channels, kernel)
-        fan_in = in_channels * math.prod(kernel) / (math.prod(stride) if self.transposed else 1)
+        in_channels = weight_shape[0 if self.transposed else 1]
+        fan_in = in_channels * math.prod(weight_shape[2:]) / (math.prod(stride) if self.transposed else 1)
         bound = weight_scale * math.sqrt(3.0 / fan_in)
-        self.weight = torch.nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
-
-    @staticmethod
-    def _weight_shape(cin: int, cout: int, kernel: tuple[int, int, int]) -> tuple[int, ...]:
-        return (cout, cin, *kernel)
+        self.weight = torch.nn.Parameter(torch.empty(weight_shape).uniform_(-bound, bound))
 
     def quantized_weight(self) -> torch.Tensor:
         return quantize_8bit(self.weight)
@@ -71,10 +67,6 @@ class ConvTranspose3dSynapse(Conv3dSynapse):
     """Transposed 3-D convolution synapse (upsampling), weight layout (Cin, Cout, k, k, k) like torch."""
 
     transposed = True
-
-    @staticmethod
-    def _weight_shape(cin: int, cout: int, kernel: tuple[int, int, int]) -> tuple[int, ...]:
-        return (cin, cout, *kernel)
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose3d(x, weight, stride=self.stride, padding=self.padding,

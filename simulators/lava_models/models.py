@@ -20,6 +20,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from spikereg_deploy import fixed_point as fx
+from spikereg_deploy.counting import step_synops
 from spikereg_deploy.engine import synaptic_sum
 
 # Absolute import: Lava loads this file by path as a top-level module, where relative imports fail.
@@ -107,7 +108,7 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
             spikes = s_in != 0
             self.spike_counts[t] = int(spikes.sum())
             per_position = spikes.sum(axis=0)
-            self.synop_counts[t] = int((torch.as_tensor(per_position) * self.fanout).sum())
+            self.synop_counts[t] = step_synops(torch.as_tensor(per_position), self.fanout)
             if self.record_path:
                 self.recorded.append(np.packbits(spikes))
                 if t + 1 == self.spike_counts.shape[0]:

@@ -50,11 +50,25 @@ def load_simulation_report(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def check_model_fingerprint(report: dict[str, Any], spec: NetworkSpec, where: str | Path) -> None:
+    """Counts and rates belong to one model: the same architecture is not enough (thresholds, T and the readout
+    scale change every spike), so a report must carry this spec's model fingerprint."""
+    network = report.get("network") or {}
+    fp, model_fp = network.get("fingerprint"), network.get("model_fingerprint")
+    if fp != spec.architecture_fingerprint():
+        raise SpikeRegError(f"report is from another network (fingerprint {fp}, expected "
+                            f"{spec.architecture_fingerprint()})", where)
+    if model_fp is None:
+        raise SpikeRegError("report has no model_fingerprint (written by an older spikereg-simulate): run the "
+                            "simulation again", where)
+    if model_fp != spec.model_fingerprint():
+        raise SpikeRegError(f"report is from another model of this network (model fingerprint {model_fp}, expected "
+                            f"{spec.model_fingerprint()}: neurons, T or readout scale differ)", where)
+
+
 def check_report_matches(report: dict[str, Any], spec: NetworkSpec, path: str | Path) -> None:
-    """A report from another network cannot be costed against this one."""
-    fp = report.get("network", {}).get("fingerprint")
-    if fp != spec.fingerprint():
-        raise SpikeRegError(f"report is from another network (fingerprint {fp}, expected {spec.fingerprint()})", path)
+    """A report from another network, or another model of it, cannot be costed against this one."""
+    check_model_fingerprint(report, spec, path)
     names = [row.get("name") for row in report["layers"]]
     if names != [layer.name for layer in spec.layers[1:]]:
         raise SpikeRegError("report layers do not match the network's layers", path)

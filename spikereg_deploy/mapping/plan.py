@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..energy.loihi import describe_total
-from ..energy.report import check_simulation_format, load_simulation_report
+from ..energy.report import check_model_fingerprint, check_simulation_format, load_simulation_report
 from ..errors import SpikeRegError, atomic_output
 from ..network import NetworkSpec, as_triple
 from .placement import Placement, naive_placement, place_blocks
@@ -57,12 +57,7 @@ def read_traffic_report(
         check_simulation_format(data, where)
     else:
         data = load_simulation_report(source)
-    fingerprint = (data.get("network") or {}).get("fingerprint")
-    if fingerprint != spec.fingerprint():
-        raise SpikeRegError(
-            f"report is from another network (fingerprint {fingerprint}, this network {spec.fingerprint()})",
-            where,
-        )
+    check_model_fingerprint(data, spec, where)
     if list(data.get("input_shape") or []) != list(input_shape):
         raise SpikeRegError(
             f"report was measured at input {data.get('input_shape')}, the mapping is for {list(input_shape)}",

@@ -13,28 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..counting import analog_macs_per_step, projected_synops
 from ..energy.loihi import OperationCount, active_updates, counts_from_report, format_uj, loihi_energy
 from ..errors import SpikeRegError, atomic_output, read_json_object
-from ..network import NetworkSpec
-from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling, axis_reach
+from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling
 
 if TYPE_CHECKING:
     from .plan import MappingPlan
 
 MAPPING_FORMAT, MAPPING_VERSION = "spikereg-mapping", 1
 BLOCK_COLUMNS = ("layer", "c0", "c1", "z0", "z1", "y0", "y1", "x0", "x1", "chip", "core", *RESOURCES)
-
-
-# -- energy --------------------------------------------------------------------------------------------------
-def _fanout_total(spec: NetworkSpec, dst: str, geo: dict) -> int:
-    """Synapses reached, summed over all source positions, for one source channel (exact, border/stride
-    aware)."""
-    layer, g = spec.layer(dst), geo[dst]
-    total = layer.out_channels
-    for a in range(3):
-        lo, hi = axis_reach(layer, a, g.in_shape[a], g.out_shape[a])
-        total *= int(np.maximum(hi - lo + 1, 0).sum())
-    return total
 
 
 def operation_counts(plan: MappingPlan) -> dict[str, OperationCount]:
@@ -87,18 +75,17 @@ def _projected_counts(plan: MappingPlan) -> dict[str, OperationCount]:
         updates += layer_updates
         spikes = row.get("spikes", rates.rates[layer.name] * neurons * t) if layer.spiking else 0
         active += active_updates(layer.spiking, spikes, layer_updates)
-        for src in layer.inputs:
-            fan = _fanout_total(spec, layer.name, geo) * spec.channels_of(src)
-            if spec.layer(src).kind == "input":
-                graded += row.get("input_macs", fan * t)
+        for edge in spec.edges_into(layer.name):
+            if edge.payload == "analog":
+                graded += row.get("input_macs", analog_macs_per_step(spec, geo, edge) * t)
             elif "synops" not in row:
-                synops += rates.rates[src] * t * fan
+                synops += projected_synops(spec, geo, edge, rates.rates[edge.src], t)
         synops += row.get("synops", 0)
     return {
         "synaptic_ops": OperationCount(synops, "events per inference",
                                        f"{how('synops')}: spikes x exact fan-out over T={t} steps"),
         "input_graded_ops": OperationCount(graded, "events per inference", f"{how('input_macs')}: analog input, "
-                                           "every value every step, x exact fan-out (graded spikes)"),
+                                           "every value every step, x its real taps (graded spikes)"),
         "neuron_updates": OperationCount(updates, "compartment updates per inference",
                                          f"{how('neuron_updates')}: neurons x T={t}"),
         "active_neuron_updates": OperationCount(active, "compartment updates per inference", f"{how('spikes')}: "
@@ -156,7 +143,7 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
     return {
         "format": MAPPING_FORMAT,
         "version": MAPPING_VERSION,
-        "network": {"name": plan.spec.name, "fingerprint": plan.spec.fingerprint()},
+        "network": {"name": plan.spec.name, "fingerprint": plan.spec.architecture_fingerprint()},
         "input_shape": list(plan.input_shape),
         "time_steps": t,
         "profile": plan.profile.to_dict(),

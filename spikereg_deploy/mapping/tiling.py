@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..connectivity import axis_fan_in, axis_reach
 from ..errors import SpikeRegError
 from ..network import LayerSpec, NetworkSpec, Triple
 from .profiles import CoreProfile
@@ -38,18 +39,6 @@ RESOURCE_LABELS = {
     "input_axons": "input axons",
     "output_axons": "output axons",
 }
-
-
-def axis_reach(layer: LayerSpec, axis: int, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each input index on one axis: the first and last output index it has a synapse into (hi < lo:
-    none)."""
-    k, s, p = layer.kernel[axis], layer.stride[axis], layer.padding[axis]
-    i = np.arange(n_in, dtype=np.int64)
-    if layer.kind == "convT":
-        lo, hi = i * s - p, i * s - p + k - 1
-    else:
-        lo, hi = -((-(i + p - k + 1)) // s), (i + p) // s
-    return np.maximum(lo, 0), np.minimum(hi, n_out - 1)
 
 
 def reach_matrix(lo: np.ndarray, hi: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -152,11 +141,7 @@ class _Axis:
         self.n = g.out_shape[axis]
         lo, hi = axis_reach(layer, axis, g.in_shape[axis], self.n)
         # For each output index: how many input indices reach it (receptive field clipped to the map).
-        self.rf = np.zeros(self.n + 1, dtype=np.int64)
-        valid = lo <= hi
-        np.add.at(self.rf, lo[valid], 1)
-        np.add.at(self.rf, hi[valid] + 1, -1)
-        self.rf = np.cumsum(self.rf)[:-1]
+        self.rf = axis_fan_in(layer, axis, g.in_shape[axis], self.n)
         self.lo, self.hi, self.n_in = lo, hi, g.in_shape[axis]
         # Per consumer: how many of its parts (along this axis) each output index has a synapse into.
         self.dest_counts: list[np.ndarray] = []

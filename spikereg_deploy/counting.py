@@ -1,0 +1,75 @@
+"""The counting rules, written once: what an event costs is decided here and nowhere else.
+
+- A SynOp is one synapse reached by one binary spike. The SynOps of a step are the arriving spikes times the exact
+  fan-out of each: per presynaptic position (every channel at a position reaches the same number of synapses, so
+  spikes are summed over channels first) times `connectivity.fanout_map`, summed.
+- The analog input is multiplied, not added: each real tap costs one multiply-accumulate per step, and a tap whose
+  input lies in the padding has no synapse, so it costs nothing (a dense framework would multiply the zero).
+- Every neuron (and readout compartment) updates once per step: neurons x steps.
+- A projection from a spike rate uses the same fan-out: rate x steps x channels x the exact fan-out sum.
+
+The reference engine, the Lava synapse models and the torch hooks count with these functions, and the mapper
+projects with them, so measured and projected numbers cannot drift apart.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import SpikeRegError
+from .fanout import fanout_map, fanout_total
+from .network import Edge, LayerGeometry, NetworkSpec
+
+
+@dataclass
+class LayerCounts:
+    """Events of one layer over the T model steps (all integers, measured)."""
+
+    name: str
+    neurons: int
+    spikes: int = 0
+    input_spikes: int = 0
+    synops: int = 0
+    input_macs: int = 0
+    neuron_updates: int = 0
+    spikes_per_step: list[int] = field(default_factory=list)
+    synops_per_step: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def edge_fanout(spec: NetworkSpec, geo: Mapping[str, LayerGeometry], edge: Edge) -> np.ndarray:
+    """Synapses each source position of a spiking edge reaches, per source channel (int64, the source's shape)."""
+    return fanout_map(spec.layer(edge.dst), geo[edge.src].out_shape, geo[edge.dst].out_shape)
+
+
+def step_synops(spikes_per_position: Any, fanout: Any) -> int:
+    """SynOps of one step on one edge: spikes per source position (summed over channels) x exact fan-out.
+
+    Takes numpy arrays or torch tensors of the source's spatial shape; integer sums are exact in both (torch and
+    numpy sum integers into int64).
+    """
+    return int((spikes_per_position * fanout).sum())
+
+
+def analog_macs_per_step(spec: NetworkSpec, geo: Mapping[str, LayerGeometry], edge: Edge) -> int:
+    """Multiply-accumulates one step of the analog input costs on one edge: its real taps (padding has none)."""
+    if edge.payload != "analog":
+        raise SpikeRegError(f"edge {edge.src}->{edge.dst} carries {edge.payload} events, not the analog input")
+    return edge.channels * fanout_total(spec.layer(edge.dst), geo[edge.src].out_shape, geo[edge.dst].out_shape)
+
+
+def neuron_updates(neurons: int, steps: int) -> int:
+    """Compartment updates: every neuron (spiking or readout) updates once per step."""
+    return neurons * steps
+
+
+def projected_synops(spec: NetworkSpec, geo: Mapping[str, LayerGeometry], edge: Edge, rate: float,
+                     steps: int) -> float:
+    """SynOps a spiking edge would count if every source neuron spiked at `rate` per step (rate x exact fan-out)."""
+    fan = fanout_total(spec.layer(edge.dst), geo[edge.src].out_shape, geo[edge.dst].out_shape)
+    return rate * steps * edge.channels * fan
