@@ -27,7 +27,7 @@ import numpy as np
 
 from spikereg_deploy import evaluation as ev
 from spikereg_deploy.cli.common import load_training_stage
-from spikereg_deploy.pairs import cross_template_pairs, embedded_pairs
+from spikereg_deploy.imaging.pairs import cross_template_pairs, embedded_pairs
 
 PAPER = {"ann_dice": 0.7480, "snn_dice": 0.7474, "spike_rate": 0.128}
 

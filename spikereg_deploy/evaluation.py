@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from .errors import SpikeRegError, atomic_output
+from .imaging.pairs import RegistrationPair
+from .imaging.warp import warp_image, warp_labels
 from .metrics import (
     count_nonpositive_jacobian,
     dice_per_label,
@@ -18,8 +20,6 @@ from .metrics import (
     sdlogj_learn2reg,
     sdlogj_textbook,
 )
-from .pairs import RegistrationPair
-from .warp import warp_image, warp_labels
 
 Predictor = Callable[[RegistrationPair], np.ndarray]  # pair -> displacement (3, D, H, W) in voxels
 

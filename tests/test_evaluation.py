@@ -10,7 +10,7 @@ from scipy import stats
 from spikereg_deploy.cli import evaluate_cli
 from spikereg_deploy.evaluation import aggregate, pair_metrics, paired_comparison
 from spikereg_deploy.export.writer import write_net
-from spikereg_deploy.pairs import embedded_pairs
+from spikereg_deploy.imaging.synthetic import embedded_pairs
 from spikereg_deploy.training.checkpoint import save_checkpoint
 from spikereg_deploy.training.snn import seeded_model
 

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_pairs(spec: str, n: int, seed: int, shape: tuple[int, int, int], multiple: int):
-    from spikereg_deploy import pairs as P
+    from spikereg_deploy.imaging import pairs as P
 
     if spec == "embedded":
         return P.embedded_pairs(n, shape=shape, seed=seed)

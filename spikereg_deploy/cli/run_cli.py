@@ -72,9 +72,9 @@ def _evaluate(out: Path, size: int, seed: int) -> dict:
     """Dice and Jacobian figures of the simulated displacement on the embedded pair's labels."""
     import nibabel as nib
 
+    from spikereg_deploy.imaging.synthetic import embedded_pairs
+    from spikereg_deploy.imaging.warp import warp_labels
     from spikereg_deploy.metrics import dice_per_label, fraction_nonpositive_jacobian
-    from spikereg_deploy.pairs import embedded_pairs
-    from spikereg_deploy.warp import warp_labels
 
     pair = embedded_pairs(1, shape=(size, size, size), seed=seed)[0]
     disp = np.moveaxis(np.asarray(nib.load(str(out / "simulation" / "displacement.nii.gz")).dataobj), -1, 0)

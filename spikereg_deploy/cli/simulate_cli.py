@@ -63,8 +63,8 @@ def _load_pair(args: argparse.Namespace, multiple: int):
         raise SpikeRegError(f"--input-shape {'x'.join(map(str, shape))} does not suit the network: sizes must be "
                             f"positive multiples of {multiple}")
     if args.fixed:
-        from spikereg_deploy.nifti import load_volume
-        from spikereg_deploy.pairs import pair_from_files
+        from spikereg_deploy.imaging.nifti import load_volume
+        from spikereg_deploy.imaging.pairs import pair_from_files
 
         if shape is None:
             native = load_volume(args.fixed).shape
@@ -74,7 +74,7 @@ def _load_pair(args: argparse.Namespace, multiple: int):
             shape = native
         pair = pair_from_files(args.fixed, args.moving, target_shape=shape, multiple=multiple)
         return pair, f"{args.fixed} <- {args.moving}"
-    from spikereg_deploy.pairs import embedded_pairs
+    from spikereg_deploy.imaging.synthetic import embedded_pairs
 
     pair = embedded_pairs(1, shape=shape or (32, 32, 32), seed=args.seed)[0]
     return pair, f"embedded pair ({pair.name})"
@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write_outputs(staging: Path, result, report: dict, pair, moving_path: str | None) -> None:
     """Displacement (D, H, W, 3) in voxels and the warped moving image, on the input file's grid when given."""
-    from spikereg_deploy.nifti import load_volume, save_volume
+    from spikereg_deploy.imaging.nifti import load_volume, save_volume
+    from spikereg_deploy.imaging.warp import warp_image
     from spikereg_deploy.simulators import simulation as sim
-    from spikereg_deploy.warp import warp_image
 
     disp, moving, affine = result.displacement, pair.moving, pair.affine
     if pair.transform is not None and moving_path:
-        from spikereg_deploy.preprocess import normalize_intensity, restore_to_grid
+        from spikereg_deploy.imaging.preprocess import normalize_intensity, restore_to_grid
 
         original = load_volume(moving_path)
         disp = restore_to_grid(disp, pair.transform, kind="displacement")

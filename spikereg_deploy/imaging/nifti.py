@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .errors import DataError, atomic_output
+from ..errors import DataError, atomic_output
 
 __all__ = ["Volume", "load_volume", "load_label_map", "check_same_grid", "save_volume"]
 
