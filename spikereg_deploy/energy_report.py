@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_file
 from .energy import (
     E_AC_45NM,
     E_MAC_45NM,
@@ -16,7 +17,7 @@ from .energy import (
     proxy_energy,
     ratio_variants,
 )
-from .errors import SpikeRegError, atomic_output, read_json_object
+from .errors import SpikeRegError, read_json_object
 from .network import NetworkSpec
 
 ENERGY_FORMAT = "spikereg-energy-report"
@@ -194,7 +195,7 @@ def plot_energy(energy: dict[str, Any], outdir: Path) -> list[Path]:
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    with atomic_output(path, suffix=".png") as tmp:
+    with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path

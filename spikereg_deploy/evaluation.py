@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SpikeRegError, atomic_output
+from .atomic import atomic_file
+from .errors import SpikeRegError
 from .imaging.pairs import RegistrationPair
 from .imaging.warp import warp_image, warp_labels
 from .metrics import (
@@ -138,6 +139,6 @@ def plot_pair(pair: RegistrationPair, disp: np.ndarray, path: Path, title: str) 
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_output(path, suffix=".png") as tmp:
+    with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

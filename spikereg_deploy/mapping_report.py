@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import SpikeRegError, atomic_output, read_json_object
+from .atomic import atomic_file
+from .errors import SpikeRegError, read_json_object
 from .network import NetworkSpec
 from .placement import BlockGraph, Placement
 from .profiles import CoreProfile
@@ -315,7 +316,7 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
 
 
 def write_mapping(path: str | Path, doc: dict[str, Any]) -> None:
-    with atomic_output(path, suffix=".json") as tmp:
+    with atomic_file(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
@@ -473,6 +474,6 @@ def render_png(
             ax.axhline(k * profile_mesh[0] * sub - 0.5, color="0.3", lw=0.3)
         for k in range(1, gc):
             ax.axvline(k * profile_mesh[1] * sub - 0.5, color="0.3", lw=0.3)
-    with atomic_output(path, suffix=".png") as tmp:
+    with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spikereg_deploy.atomic import atomic_file
 from spikereg_deploy.energy_report import check_simulation_format, load_simulation_report
-from spikereg_deploy.errors import SpikeRegError, atomic_output, cli_entry
+from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.mapping_report import (
     energy_estimate,
     evaluate,
@@ -237,10 +238,10 @@ def write_outputs(plan: MappingPlan, output: str | Path) -> dict[str, Any]:
     markdown = render_markdown(doc)
     usage = {r: plan.tiling.resource(r) / lim for r, lim in plan.profile.limits().items()}
     with contextlib.ExitStack() as stack:
-        md_tmp = stack.enter_context(atomic_output(out.with_name(f"{out.stem}_report.md"), suffix=".md"))
+        md_tmp = stack.enter_context(atomic_file(out.with_name(f"{out.stem}_report.md"), suffix=".md"))
         png = out.with_name(f"{out.stem}_cores.png")
-        png_tmp = stack.enter_context(atomic_output(png, suffix=".png"))
-        json_tmp = stack.enter_context(atomic_output(out, suffix=".json"))
+        png_tmp = stack.enter_context(atomic_file(png, suffix=".png"))
+        json_tmp = stack.enter_context(atomic_file(out, suffix=".json"))
         md_tmp.write_text(markdown, encoding="utf-8")
         render_png(doc, png_tmp, plan.profile.mesh, plan.profile.cores_per_router, usage)
         write_mapping(json_tmp, doc)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spikereg_deploy.errors import SpikeRegError, atomic_output, cli_entry
+from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.errors import SpikeRegError, cli_entry
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                                        args.profile, "-o", str(out / "energy")])
     evaluation = _evaluate(out, args.size, args.seed)
     summary = _summary(out, evaluation, time.perf_counter() - started)
-    with atomic_output(out / "summary.json", suffix=".json") as tmp:
+    with atomic_file(out / "summary.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
     return 0
