@@ -41,7 +41,7 @@ def test_cli_net_vs_checkpoint(tmp_path, small_config, capsys):
     write_net(net, model.spec, model.integer_weights(), (16, 16, 16))
     save_checkpoint(ckpt, model)
     out = tmp_path / "eval"
-    assert evaluate_cli.main([str(net), "--compare", str(ckpt), "--pairs", "2", "--shape", "16", "16", "16",
+    assert evaluate_cli.main([str(net), "--compare", str(ckpt), "--pairs", "2", "--input-shape", "16", "16", "16",
                               "-o", str(out)]) == 0
     result = json.loads((out / "evaluation.json").read_text())
     # the exported .net on the integer engine and the checkpoint's quantized model give identical fields
@@ -59,7 +59,8 @@ def test_cli_bad_data(tmp_path, capsys):
 def test_cli_cross_template_pairs(tmp_path, capsys):
     """The embedded default model on pairs between two anatomies: two pairs, one in each direction."""
     out = tmp_path / "cross"
-    assert evaluate_cli.main(["--data", "cross", "--pairs", "2", "--shape", "16", "16", "16", "-o", str(out)]) == 0
+    args = ["--data", "cross", "--pairs", "2", "--input-shape", "16", "16", "16", "-o", str(out)]
+    assert evaluate_cli.main(args) == 0
     result = json.loads((out / "evaluation.json").read_text())
     names = [r["pair"] for r in result["per_pair"]]
     assert names == ["cross-0-0:mni2009a<-cat12", "cross-0-1:cat12<-mni2009a"]
