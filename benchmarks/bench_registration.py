@@ -23,9 +23,9 @@ from typing import Any
 
 from spikereg_deploy import evaluation as ev
 from spikereg_deploy.atomic import atomic_file
-from spikereg_deploy.cli.common import load_training_stage
+from spikereg_deploy.cli.common import load_predictor, load_training_stage
 from spikereg_deploy.imaging.sources import open_source
-from spikereg_deploy.predict import Predictor, load_predictor
+from spikereg_deploy.predict import Predictor
 
 PAPER = {"ann_dice": 0.7480, "snn_dice": 0.7474, "spike_rate": 0.128}
 

@@ -1,12 +1,11 @@
 """One way to ask any model for a displacement: the ANN teacher, the SNN (SLAYER model) and the integer engine.
 
 Evaluation and benchmarks take a `Predictor` and never ask what kind of model is behind it. The integer engine's
-predictor lives here, in the core; the torch models' (`spikereg_deploy.training.predict`) in the training stage,
-which `load_predictor` imports only when a checkpoint is asked for, so a `.net` evaluates without torch training code.
+predictor lives here, in the core; the torch models' (`spikereg_deploy.training.predict`) in the training stage.
+`spikereg_deploy.cli.common.load_predictor` picks one for a file (the core imports no stage, not even lazily).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -15,7 +14,7 @@ import numpy as np
 from .engine import IntegerNetwork
 from .network import NetworkSpec
 
-__all__ = ["Predictor", "SpikeTally", "IntegerEnginePredictor", "load_predictor"]
+__all__ = ["Predictor", "SpikeTally", "IntegerEnginePredictor"]
 
 
 @dataclass
@@ -74,16 +73,3 @@ class IntegerEnginePredictor:
                 self.tally.add(layer, counts.spikes, counts.neurons * run.time_steps)
         return run.displacement
 
-
-def load_predictor(path: str | os.PathLike[str] | None) -> Predictor:
-    """A `.net` runs on the integer engine; a checkpoint (or None: the embedded default model) as the torch model
-    its `kind` names. Importing the training stage prints lava-dl's notes: CLIs load it quietly first
-    (`cli.common.load_training_stage`)."""
-    if path is not None and str(path).endswith(".net"):
-        from spikereg_deploy.export.reader import read_net
-
-        loaded = read_net(path)
-        return IntegerEnginePredictor(loaded.spec, loaded.weights, f"{path} (integer engine)")
-    from spikereg_deploy.training.predict import load_checkpoint_predictor
-
-    return load_checkpoint_predictor(path)

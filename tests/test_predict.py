@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from spikereg_deploy.cli.common import load_predictor
 from spikereg_deploy.engine import IntegerNetwork
 from spikereg_deploy.errors import CheckpointError
 from spikereg_deploy.export.writer import write_net
-from spikereg_deploy.predict import IntegerEnginePredictor, Predictor, SpikeTally, load_predictor
+from spikereg_deploy.predict import IntegerEnginePredictor, Predictor, SpikeTally
 from spikereg_deploy.training import predict as torch_predict
 from spikereg_deploy.training.ann import AnnUNet
 from spikereg_deploy.training.checkpoint import save_checkpoint

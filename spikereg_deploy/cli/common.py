@@ -1,4 +1,4 @@
-"""Helpers every command shares: quiet third-party imports, shape arguments, stage loading."""
+"""Helpers every command shares: quiet third-party imports, shape arguments, stage loading, model loading."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,10 @@ import contextlib
 import io
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spikereg_deploy.predict import Predictor
 
 DEFAULT_INPUT_SHAPE = (32, 32, 32)
 
@@ -32,3 +36,18 @@ def load_training_stage():
         from spikereg_deploy.training import checkpoint, default_model, snn  # noqa: F401
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     return checkpoint, default_model, snn
+
+
+def load_predictor(path: str | os.PathLike[str] | None) -> Predictor:
+    """The model in a file, ready to predict: a `.net` on the integer engine (export stage only), a checkpoint as the
+    torch model its `kind` names, None the embedded default model (training stage, imported quietly)."""
+    if path is not None and str(path).endswith(".net"):
+        from spikereg_deploy.export.reader import read_net
+        from spikereg_deploy.predict import IntegerEnginePredictor
+
+        loaded = read_net(path)
+        return IntegerEnginePredictor(loaded.spec, loaded.weights, f"{path} (integer engine)")
+    load_training_stage()
+    from spikereg_deploy.training.predict import load_checkpoint_predictor
+
+    return load_checkpoint_predictor(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 from spikereg_deploy.atomic import atomic_folder
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 
-from .common import add_input_shape, load_training_stage
+from .common import add_input_shape, load_predictor, load_training_stage
 
 OUTPUTS = ("evaluation.json", "per_pair.csv", "pair.png")
 
@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from spikereg_deploy import evaluation as ev
     from spikereg_deploy.imaging.sources import open_source
-    from spikereg_deploy.predict import load_predictor
 
     load_training_stage()  # quietly: lava-dl and torch print notes on import
     shape = tuple(args.input_shape)
