@@ -1,6 +1,6 @@
 """Write `model.net`: NetX HDF5 in lava-dl's own style, plus a documented extension for what netx lacks.
 
-Everything is validated before the file is opened and written through `atomic_output`, so a bad weight or a
+Everything is validated before the file is opened and written through `atomic_file`, so a bad weight or a
 shape the network cannot take leaves no file behind. The format is described in docs/netx-format.md.
 """
 from __future__ import annotations
