@@ -19,44 +19,31 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from spikereg_deploy import evaluation as ev
-from spikereg_deploy.cli.common import load_training_stage
-from spikereg_deploy.pairs import cross_template_pairs, embedded_pairs
+from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.cli.common import load_predictor, load_training_stage
+from spikereg_deploy.imaging.sources import open_source
+from spikereg_deploy.predict import Predictor
 
 PAPER = {"ann_dice": 0.7480, "snn_dice": 0.7474, "spike_rate": 0.128}
 
 
-def _model_rows(model: Any, pairs: list, label: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Metrics per pair; for a spiking model also the measured spikes per layer."""
-    import torch
-
-    spikes: dict[str, int] = {}
-    neurons_steps: dict[str, int] = {}
-
-    def predict(pair: Any) -> np.ndarray:
-        x = torch.as_tensor(np.stack([pair.fixed, pair.moving]), dtype=torch.float32)[None]
-        with torch.no_grad():
-            out = model.eval()(x)
-        if hasattr(out, "spikes"):
-            for name, s in out.spikes.items():
-                spikes[name] = spikes.get(name, 0) + int(s.sum())
-                neurons_steps[name] = neurons_steps.get(name, 0) + int(s.numel())
-            out = out.displacement
-        return out[0].double().numpy()
-
-    started = time.perf_counter()
-    rows, _ = ev.evaluate(pairs, predict, progress=False)
-    extra: dict[str, Any] = {"label": label, "seconds": round(time.perf_counter() - started, 1)}
-    if spikes:
-        extra["spike_rate"] = sum(spikes.values()) / sum(neurons_steps.values())
-        extra["spike_rate_per_layer"] = {n: spikes[n] / neurons_steps[n] for n in spikes}
-    return rows, extra
+def _evaluate(source: Any, predictors: list[Predictor], labels: list[str]) -> list[tuple[list[dict], dict]]:
+    """Metrics per pair for every model on the same pairs; for a spiking model also its measured spike rates."""
+    for predictor in predictors:
+        if predictor.tally is not None:
+            predictor.tally.clear()
+    run = ev.evaluate(source, predictors, progress=False)
+    out = []
+    for predictor, label, rows, seconds in zip(predictors, labels, run.rows, run.seconds, strict=True):
+        extra: dict[str, Any] = {"label": label, "seconds": round(seconds, 1)}
+        if predictor.tally is not None and predictor.tally.rate() is not None:
+            extra["spike_rate"] = predictor.tally.rate()
+            extra["spike_rate_per_layer"] = predictor.tally.rates()
+        out.append((rows, extra))
+    return out
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -76,36 +63,37 @@ def main() -> None:
                         help="more checkpoints reported beside them (e.g. other T), not judged against the targets")
     parser.add_argument("--pairs", type=int, default=48)
     parser.add_argument("--cross-pairs", type=int, default=16, help="cross-template pairs per model (0: skip)")
-    parser.add_argument("--shape", nargs=3, type=int, default=(32, 32, 32))
+    parser.add_argument("--input-shape", nargs=3, type=int, default=(32, 32, 32), metavar=("D", "H", "W"))
     parser.add_argument("--json", default="benchmarks/results/registration.json")
     args = parser.parse_args()
-    checkpoint, _, _ = load_training_stage()
-    pairs = embedded_pairs(args.pairs, shape=tuple(args.shape), seed=0)
-    results: dict[str, Any] = {"pairs": len(pairs), "shape": list(args.shape), "data": "embedded, seed 0 (held out)",
+    load_training_stage()
+    shape = tuple(args.input_shape)
+    pairs = open_source("embedded", shape, seed=0, count=args.pairs)
+    cross = open_source("cross", shape, seed=0, count=args.cross_pairs)
+    results: dict[str, Any] = {"pairs": len(pairs), "shape": list(shape), "data": "embedded, seed 0 (held out)",
                                "machine": platform.processor() or platform.machine(), "models": {},
                                "cross_template": {"pairs": args.cross_pairs, "data": "MNI152 2009a <-> CAT12, seed 0",
                                                   "models": {}}}
-    cross = cross_template_pairs(args.cross_pairs, shape=tuple(args.shape), seed=0)
-    all_rows: dict[str, list[dict[str, Any]]] = {}
-    loaded: dict[str, Any] = {}
     extra = [tuple(item.rsplit("=", 1)) for item in args.extra]
-    for key, path, label in (("ann", args.ann, "ANN teacher"), ("converted", args.converted, "converted SNN"),
-                             ("snn", args.snn, "fine-tuned SNN"), *((k, v, k) for k, v in extra)):
-        model = loaded[key] = checkpoint.load_checkpoint(path, kind=None)
-        rows, stats = _model_rows(model, pairs, label)
+    models = [("ann", args.ann, "ANN teacher"), ("converted", args.converted, "converted SNN"),
+              ("snn", args.snn, "fine-tuned SNN"), *((k, v, k) for k, v in extra)]
+    keys, labels = [key for key, _, _ in models], [label for _, _, label in models]
+    loaded = {key: load_predictor(path) for key, path, _ in models}
+    predictors = [loaded[key] for key in keys]
+    all_rows: dict[str, list[dict[str, Any]]] = {}
+    for (key, path, label), (rows, stats) in zip(models, _evaluate(pairs, predictors, labels), strict=True):
         all_rows[key] = rows
-        steps = model.config.time_steps if hasattr(model, "synapses") else None  # the ANN has no T
-        results["models"][key] = {"checkpoint": path, "time_steps": steps, **stats, **_summary(rows)}
-        print(f"{label:<16} T={steps or '-'!s:<3} Dice {results['models'][key]['dice_mean']:.4f} (before "
-              f"{results['models'][key]['dice_before_mean']:.4f})  %J<=0 "
-              f"{results['models'][key]['percent_jacobian_nonpositive']:.4f} %"
+        steps = loaded[key].spec.time_steps if loaded[key].kind != "ann" else None  # the ANN has no T
+        row = results["models"][key] = {"checkpoint": path, "time_steps": steps, **stats, **_summary(rows)}
+        print(f"{label:<16} T={steps or '-'!s:<3} Dice {row['dice_mean']:.4f} (before {row['dice_before_mean']:.4f})"
+              f"  %J<=0 {row['percent_jacobian_nonpositive']:.4f} %"
               + (f"  spike rate {100 * stats['spike_rate']:.2f} %" if "spike_rate" in stats else ""))
-        if cross:
-            cross_rows, cross_stats = _model_rows(model, cross, label)
+    if len(cross):
+        for key, (cross_rows, cross_stats) in zip(keys, _evaluate(cross, predictors, labels), strict=True):
             row = results["cross_template"]["models"][key] = {**cross_stats, **_summary(cross_rows)}
-            print(f"{'':<16} cross-template Dice {row['dice_mean']:.4f} (before {row['dice_before_mean']:.4f})  "
-                  f"%J<=0 {row['percent_jacobian_nonpositive']:.4f} %")
-    converted_w, tuned_w = loaded["converted"].integer_weights(), loaded["snn"].integer_weights()
+            print(f"{cross_stats['label']:<16} cross-template Dice {row['dice_mean']:.4f} (before "
+                  f"{row['dice_before_mean']:.4f})  %J<=0 {row['percent_jacobian_nonpositive']:.4f} %")
+    converted_w, tuned_w = loaded["converted"].model.integer_weights(), loaded["snn"].model.integer_weights()
     results["weight_mantissas_changed_by_fine_tuning"] = {
         name: int((converted_w[name] != w).sum()) for name, w in tuned_w.items() if name in converted_w}
     print(f"fine-tuning changed {sum(results['weight_mantissas_changed_by_fine_tuning'].values()):,} of "
@@ -129,8 +117,8 @@ def main() -> None:
                         "spike_rate": "spikes per neuron per step, measured (quantized SLAYER model)"}
     for name, ok in results["targets"].items():
         print(f"  {name}: {'met' if ok else 'NOT met'}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    with atomic_file(args.json, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 

@@ -1,6 +1,6 @@
 """Write `model.net`: NetX HDF5 in lava-dl's own style, plus a documented extension for what netx lacks.
 
-Everything is validated before the file is opened and written through `atomic_output`, so a bad weight or a
+Everything is validated before the file is opened and written through `atomic_file`, so a bad weight or a
 shape the network cannot take leaves no file behind. The format is described in docs/netx-format.md.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from spikereg_deploy.errors import SpikeRegError, atomic_output
+from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.fixed_point import INPUT_BITS
 from spikereg_deploy.network import LayerSpec, NetworkSpec
 
@@ -97,11 +98,10 @@ def write_net(path: str | os.PathLike[str], spec: NetworkSpec, weights: Mapping[
     """Write a spikereg network as NetX HDF5 (shapes for `input_shape`); atomic: failures leave no file."""
     input_shape = tuple(int(n) for n in input_shape)  # type: ignore[assignment]
     records = net_records(spec, weights, input_shape)
-    with atomic_output(path, suffix=".net.tmp") as tmp:
+    with atomic_file(path, suffix=".net.tmp") as tmp:
         with h5py.File(tmp, "w") as handle:
             write_layers(handle, records)
             _write_root(handle, spec, input_shape, description)
-        _usual_permissions(tmp)
 
 
 def _write_root(handle: h5py.File, spec: NetworkSpec, input_shape: tuple[int, ...], description: str) -> None:
@@ -118,22 +118,14 @@ def _write_root(handle: h5py.File, spec: NetworkSpec, input_shape: tuple[int, ..
     root.create_dataset("description", data=text_value(str(description)))
 
 
-def _usual_permissions(path: os.PathLike[str] | str) -> None:
-    """mkstemp creates 0600 files; a model file should get the permissions any new file would (umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_sequential_net(path: str | os.PathLike[str], records: Iterable[LayerRecord]) -> None:
     """Write plain stock NetX (`layer/<i>` only, no extension group), e.g. a 2-D SLAYER network; atomic."""
     records = list(records)
     if not records:
         raise SpikeRegError("a network needs at least one layer")
-    with atomic_output(path, suffix=".net.tmp") as tmp:
+    with atomic_file(path, suffix=".net.tmp") as tmp:
         with h5py.File(tmp, "w") as handle:
             write_layers(handle, records)
-        _usual_permissions(tmp)
 
 
 # -- SLAYER sequential networks (stock 2-D types) --------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from spikereg_deploy.errors import atomic_output
+from spikereg_deploy.atomic import atomic_file
 from spikereg_deploy.training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 
@@ -24,7 +24,7 @@ def main(src: str, dst: str) -> None:
     save_checkpoint(dst, model, meta=meta)
     payload = torch.load(dst, weights_only=True)
     payload["state_dict"] = {k: (v.half() if k.endswith(".weight") else v) for k, v in payload["state_dict"].items()}
-    with atomic_output(dst, suffix=".pt") as tmp:
+    with atomic_file(dst, suffix=".pt") as tmp:
         torch.save(payload, tmp)
     again = load_checkpoint(dst)
     for name, w in model.integer_weights().items():

@@ -5,14 +5,13 @@ written by any of them holds the same four files, all or none.
 """
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spikereg_deploy.atomic import atomic_folder
 from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.network import NetworkSpec
 
@@ -32,8 +31,8 @@ def load_pair(multiple: int, *, fixed: str | None = None, moving: str | None = N
         raise SpikeRegError(f"--input-shape {'x'.join(map(str, shape))} does not suit the network: sizes must be "
                             f"positive multiples of {multiple}")
     if fixed:
-        from spikereg_deploy.nifti import load_volume
-        from spikereg_deploy.pairs import pair_from_files
+        from spikereg_deploy.imaging.nifti import load_volume
+        from spikereg_deploy.imaging.pairs import pair_from_files
 
         if shape is None:
             native = load_volume(fixed).shape
@@ -43,7 +42,7 @@ def load_pair(multiple: int, *, fixed: str | None = None, moving: str | None = N
             shape = native
         pair = pair_from_files(fixed, moving, target_shape=shape, multiple=multiple)
         return pair, f"{fixed} <- {moving}"
-    from spikereg_deploy.pairs import embedded_pairs
+    from spikereg_deploy.imaging.synthetic import embedded_pairs
 
     pair = embedded_pairs(1, shape=shape or DEFAULT_SHAPE, seed=seed)[0]
     return pair, f"embedded pair ({pair.name})"
@@ -76,24 +75,20 @@ def simulate_to_folder(spec: NetworkSpec, weights: dict[str, np.ndarray], pair: 
     result = sim.simulate(spec, weights, image, engine=engine, tag=tag, progress=progress)
     meta = {"net": net_description, "pair": pair_description, "fixed_channel": 0, "moving_channel": 1}
     report = sim.build_report(result, spec, input_shape, meta)
-    with tempfile.TemporaryDirectory(prefix="spikereg-sim-") as tmp:
-        staging = Path(tmp)
+    with atomic_folder(out) as staging:  # the old complete folder or the new one, never a mix
         _write_outputs(staging, result, report, registration_pair, moving_path)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in OUTPUT_FILES:
-            shutil.move(str(staging / name), str(out / name))
     return report
 
 
 def _write_outputs(staging: Path, result: sim.SimulationResult, report: dict, pair: Any,
                    moving_path: str | None) -> None:
     """Displacement (D, H, W, 3) in voxels and the warped moving image, on the input file's grid when given."""
-    from spikereg_deploy.nifti import load_volume, save_volume
-    from spikereg_deploy.warp import warp_image
+    from spikereg_deploy.imaging.nifti import load_volume, save_volume
+    from spikereg_deploy.imaging.warp import warp_image
 
     disp, moving, affine = result.displacement, pair.moving, pair.affine
     if pair.transform is not None and moving_path:
-        from spikereg_deploy.preprocess import normalize_intensity, restore_to_grid
+        from spikereg_deploy.imaging.preprocess import normalize_intensity, restore_to_grid
 
         original = load_volume(moving_path)
         disp = restore_to_grid(disp, pair.transform, kind="displacement")

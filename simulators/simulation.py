@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from spikereg_deploy.atomic import atomic_file
 from spikereg_deploy.counting import LayerCounts
 from spikereg_deploy.engine import IntegerNetwork, estimate_engine_memory
-from spikereg_deploy.errors import SpikeRegError, atomic_output
+from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.network import NetworkSpec
 
 REPORT_FORMAT = "spikereg-simulation-report"
@@ -135,7 +136,7 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_output(path, suffix=".json") as tmp:
+    with atomic_file(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -159,7 +160,7 @@ def plot_rates(report: dict[str, Any], path: Path) -> None:
     ax.legend(loc="upper left")
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    with atomic_output(path, suffix=".png") as tmp:
+    with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 

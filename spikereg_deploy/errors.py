@@ -5,12 +5,10 @@ problem, never in a traceback; programming errors still raise normally so they a
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,26 +55,6 @@ def cli_entry(func: F) -> Callable[..., int]:
         return 0 if result is None else int(result)
 
     return wrapper
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
-
-    Readers never see a half-written file, and a failed run leaves nothing behind.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def read_json_object(path: str | os.PathLike[str], what: str) -> dict:

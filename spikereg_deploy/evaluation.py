@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Iterable, Sequence, Sized
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import SpikeRegError, atomic_output
+from .atomic import atomic_file
+from .errors import SpikeRegError
+from .imaging.pairs import RegistrationPair
+from .imaging.warp import warp_image, warp_labels
 from .metrics import (
     count_nonpositive_jacobian,
     dice_per_label,
@@ -18,10 +23,9 @@ from .metrics import (
     sdlogj_learn2reg,
     sdlogj_textbook,
 )
-from .pairs import RegistrationPair
-from .warp import warp_image, warp_labels
 
-Predictor = Callable[[RegistrationPair], np.ndarray]  # pair -> displacement (3, D, H, W) in voxels
+if TYPE_CHECKING:
+    from .predict import Predictor
 
 METRICS = ("dice", "hd95", "sdlogj_learn2reg", "sdlogj_textbook", "fraction_jacobian_nonpositive")
 UNITS = {
@@ -86,19 +90,37 @@ def paired_comparison(a: Sequence[dict[str, float]], b: Sequence[dict[str, float
             "n_pairs": int(x.size)}
 
 
-def evaluate(pairs: Sequence[RegistrationPair], predict: Predictor, progress: bool = True
-             ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    rows, fields = [], []
+@dataclass
+class Evaluation:
+    """Metrics of one or more models on the same pairs, each pair built once and seen by every model."""
+
+    rows: list[list[dict[str, Any]]]  # per model, per pair: {"pair": name, metric: value, ...}
+    seconds: list[float]  # per model: prediction + metrics, wall clock (measured)
+    first_pair: RegistrationPair | None = None  # kept with each model's displacement of it, for `plot_pair`
+    first_fields: list[np.ndarray] = field(default_factory=list)
+
+
+def evaluate(pairs: Iterable[RegistrationPair], predictors: Sequence[Predictor], progress: bool = True
+             ) -> Evaluation:
+    """Run every predictor on every pair; `pairs` may be a lazy source, only one pair is held at a time."""
+    result = Evaluation([[] for _ in predictors], [0.0] * len(predictors))
     iterator: Any = pairs
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(pairs, desc="evaluate", unit="pair")
+        iterator = tqdm(pairs, desc="evaluate", unit="pair", total=len(pairs) if isinstance(pairs, Sized) else None)
     for pair in iterator:
-        disp = predict(pair)
-        rows.append({"pair": pair.name, **pair_metrics(pair, disp)})
-        fields.append(disp)
-    return rows, fields
+        first = result.first_pair is None
+        for i, predictor in enumerate(predictors):
+            started = time.perf_counter()
+            disp = predictor.predict(pair.fixed, pair.moving)
+            result.rows[i].append({"pair": pair.name, **pair_metrics(pair, disp)})
+            result.seconds[i] += time.perf_counter() - started
+            if first:
+                result.first_fields.append(disp)
+        if first:
+            result.first_pair = pair
+    return result
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -138,6 +160,6 @@ def plot_pair(pair: RegistrationPair, disp: np.ndarray, path: Path, title: str) 
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_output(path, suffix=".png") as tmp:
+    with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -17,8 +17,8 @@ def evaluate_registration(pair: Any, displacement_path: str | Path) -> dict[str,
     """Dice before/after and the folding fraction of the displacement file written for `pair` (labels 1-3)."""
     import nibabel as nib
 
+    from .imaging.warp import warp_labels
     from .metrics import dice_per_label, fraction_nonpositive_jacobian
-    from .warp import warp_labels
 
     disp = np.moveaxis(np.asarray(nib.load(str(displacement_path)).dataobj), -1, 0)
     before = dice_per_label(pair.fixed_labels, pair.moving_labels)

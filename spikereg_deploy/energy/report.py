@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpikeRegError, atomic_output, read_json_object
+from ..atomic import atomic_file, atomic_folder
+from ..errors import SpikeRegError, read_json_object
 from ..network import NetworkSpec
 from .loihi import (
     MAPPING_COUNTS,
@@ -238,7 +237,7 @@ def plot_energy(energy: dict[str, Any], outdir: Path) -> list[Path]:
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    with atomic_output(path, suffix=".png") as tmp:
+    with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
@@ -262,13 +261,9 @@ def write_energy_outputs(energy: dict[str, Any], output: str | Path) -> list[Pat
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise SpikeRegError("output exists and is not a folder", out)
-    with tempfile.TemporaryDirectory(prefix="spikereg-energy-") as tmp:
-        staging = Path(tmp)
+    with atomic_folder(out) as staging:  # the old complete folder or the new one, never a mix
         (staging / "energy.json").write_text(json.dumps(energy, indent=2) + "\n")
         (staging / "energy.csv").write_text(to_csv(energy))
         (staging / "energy.md").write_text(to_markdown(energy))
         plot_energy(energy, staging)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in OUTPUT_FILES:
-            shutil.move(str(staging / name), str(out / name))
     return [out / name for name in OUTPUT_FILES]

@@ -6,15 +6,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_file
 from ..energy.loihi import describe_total
 from ..energy.report import check_model_fingerprint, check_simulation_format, load_simulation_report
-from ..errors import SpikeRegError, atomic_output
+from ..errors import SpikeRegError
 from ..network import NetworkSpec, as_triple
 from .placement import Placement, naive_placement, place_blocks
 from .profiles import CoreProfile, load_profile
@@ -140,23 +140,14 @@ def write_outputs(plan: MappingPlan, output: str | Path) -> dict[str, Any]:
     markdown = render_markdown(doc)
     usage = {r: plan.tiling.resource(r) / lim for r, lim in plan.profile.limits().items()}
     with contextlib.ExitStack() as stack:
-        md_tmp = stack.enter_context(atomic_output(out.with_name(f"{out.stem}_report.md"), suffix=".md"))
+        md_tmp = stack.enter_context(atomic_file(out.with_name(f"{out.stem}_report.md"), suffix=".md"))
         png = out.with_name(f"{out.stem}_cores.png")
-        png_tmp = stack.enter_context(atomic_output(png, suffix=".png"))
-        json_tmp = stack.enter_context(atomic_output(out, suffix=".json"))
+        png_tmp = stack.enter_context(atomic_file(png, suffix=".png"))
+        json_tmp = stack.enter_context(atomic_file(out, suffix=".json"))
         md_tmp.write_text(markdown, encoding="utf-8")
         render_png(doc, png_tmp, plan.profile.mesh, plan.profile.cores_per_router, usage)
         write_mapping(json_tmp, doc)
-    mode = 0o666 & ~_umask()  # temporary files are private; the outputs get the user's usual permissions
-    for path in (out, png, out.with_name(f"{out.stem}_report.md")):
-        path.chmod(mode)
     return doc
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def format_plan_summary(plan: MappingPlan) -> str:

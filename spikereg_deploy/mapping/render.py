@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import atomic_output
+from ..atomic import atomic_file
 from .tiling import RESOURCE_LABELS, RESOURCES
 
 
@@ -56,6 +56,6 @@ def render_png(
             ax.axhline(k * profile_mesh[0] * sub - 0.5, color="0.3", lw=0.3)
         for k in range(1, gc):
             ax.axvline(k * profile_mesh[1] * sub - 0.5, color="0.3", lw=0.3)
-    with atomic_output(path, suffix=".png") as tmp:
+    with atomic_file(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)

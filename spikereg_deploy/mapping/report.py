@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..atomic import atomic_file
 from ..counting import analog_macs_per_step, projected_synops
 from ..energy.loihi import OperationCount, active_updates, counts_from_report, format_uj, loihi_energy
-from ..errors import SpikeRegError, atomic_output, read_json_object
+from ..errors import SpikeRegError, read_json_object
 from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
 
 
 def write_mapping(path: str | Path, doc: dict[str, Any]) -> None:
-    with atomic_output(path, suffix=".json") as tmp:
+    with atomic_file(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
 
 

