@@ -144,7 +144,7 @@ def paper_check(time_steps: int, e_mac: Constant = E_MAC_45NM, e_ac: Constant = 
         "public_formula_with_paper_rate": k / (time_steps * PAPER_RATE),
         "synops_per_mac_needed_for_paper_ratio": k / PAPER_RATIO,
         "note": ("The public formula with the paper's 12.8 % rate at T=4 gives about 10x; 55.5x needs SynOps/MAC of "
-                 "about 0.092, e.g. per-layer rates weighted by MACs (FACTS.md)."),
+                 "about 0.092, e.g. per-layer rates weighted by MACs (docs/hardware-facts.md)."),
     }
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from spikereg_deploy.cli import run_cli
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 def test_whole_chain_small_volume(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli.main(["-o", str(out), "--size", "16"]) == 0
