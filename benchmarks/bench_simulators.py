@@ -10,6 +10,10 @@
 
 Usage: python benchmarks/bench_simulators.py [--sizes 16 24 32] [--quick]
 Writes benchmarks/results/simulators.json.
+
+The stock graph is `spikereg_deploy.simulators.stock_lava`, the memory sampler
+`spikereg_deploy.simulators.memory_probe`; part 2 lives in `simulator_engines.py`, part 3 in `simulator_capacity.py`
+and the tables in `simulator_tables.py`, beside this script.
 """
 from __future__ import annotations
 
