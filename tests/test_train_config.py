@@ -56,7 +56,10 @@ def test_every_table_is_accepted_in_its_place(tmp_path):
     ("[model]\nlr = 0.1\n", r"cfg\.toml: key 'lr' in \[model\] belongs in \[optim\]"),
     ("[optim.extra]\nlr = 0.1\n", r"cfg\.toml: unknown key 'extra' in \[optim\]"),
     ("optim = 3\n", r"cfg\.toml: \[optim\] must be a table"),
-])
+    ("steps = {value = 3}\n", r"cfg\.toml: key 'steps' at the top level belongs in \[optim\]"),
+], ids=["unknown-table", "unknown-key", "unknown-top-level-key", "unknown-model-key", "wrong-table",
+        "top-level-key-of-a-table", "table-key-of-the-top-level", "model-holds-a-training-key", "sub-table",
+        "table-as-value", "key-as-table"])
 def test_a_key_outside_its_table_is_refused(tmp_path, text, message):
     with pytest.raises(SpikeRegError, match=message):
         TrainConfig.from_toml(_write(tmp_path, text))

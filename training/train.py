@@ -119,16 +119,17 @@ def flatten_config_tables(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     model_keys = {f.name for f in fields(UNetConfig)}
     flat: dict[str, Any] = {}
     for name, value in raw.items():
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or name in home:
             if name in tables:
                 raise SpikeRegError(f"[{name}] must be a table, not a value", path)
             _check_home(name, TOP_LEVEL, home, path)
             flat[name] = value
         elif name == MODEL_TABLE:
-            for key in sorted(set(value) - model_keys):
-                if key in home:
-                    raise SpikeRegError(f"key {key!r} in [model] belongs {_where(home[key])}", path)
-                raise SpikeRegError(f"unknown key {key!r} in [model] (U-Net architecture keys: "
+            unknown = sorted(set(value) - model_keys)
+            if unknown and unknown[0] in home:
+                raise SpikeRegError(f"key {unknown[0]!r} in [model] belongs {_where(home[unknown[0]])}", path)
+            if unknown:
+                raise SpikeRegError(f"unknown key {unknown[0]!r} in [model] (U-Net architecture keys: "
                                     f"{', '.join(sorted(model_keys))})", path)
             flat["model"] = value
         elif name in tables:
