@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(1)  # Lava forks process models; a started torch thread pool hangs them (FACTS.md)
+torch.set_num_threads(1)  # a started torch thread pool hangs Lava's forked models (docs/hardware-facts.md)
 
 
 @pytest.fixture

@@ -238,6 +238,7 @@ def test_embedded_pairs_are_reproducible_and_seeded(synth):
     assert p.affine.shape == (4, 4) and p.affine[0, 0] > 2.0  # the MNI brain shrunk from 1 mm to ~6 mm voxels
 
 
+@pytest.mark.slow
 def test_templates_share_one_world_grid_but_not_one_anatomy():
     mni, cat = template_on_grid("mni2009a", (32, 32, 32)), template_on_grid("cat12", (32, 32, 32))
     np.testing.assert_array_equal(mni.affine, cat.affine)

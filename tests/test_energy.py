@@ -34,7 +34,7 @@ def _hand_net():
     return spec, weights, image
 
 
-@pytest.mark.parametrize("engine", ["reference", "lava"])
+@pytest.mark.parametrize("engine", ["reference", pytest.param("lava", marks=pytest.mark.lava)])
 def test_hand_computed_table_is_exact(engine):
     spec, weights, image = _hand_net()
     result = simulate(spec, weights, image, engine=engine, progress=False)
@@ -84,6 +84,7 @@ def test_rate_weighting_differs_when_layers_differ():
     assert v["mac_weighted_rates"]["ratio"] == pytest.approx(E_MAC_45NM.value / (4 * weighted * E_AC_45NM.value))
 
 
+@pytest.mark.lava
 def test_three_counters_agree(small_config, pair16):
     """Lava run, reference engine and torch hooks give identical SynOps, spikes and MACs per layer."""
     model = seeded_model(small_config, seed=4)

@@ -35,6 +35,7 @@ def _assert_slayer_same(model, image, lava) -> None:
         np.testing.assert_array_equal(np.moveaxis(result.spikes[name][0].numpy() > 0, -1, 0), np.stack(steps))
 
 
+@pytest.mark.lava
 def test_default_unet_bit_exact_in_lava(pair16):
     model = seeded_model(seed=0)
     ref, lava = _assert_same(model.spec, model.integer_weights(), pair16)
@@ -42,12 +43,14 @@ def test_default_unet_bit_exact_in_lava(pair16):
     _assert_slayer_same(model, pair16, lava)
 
 
+@pytest.mark.lava
 def test_small_net_odd_shape_bit_exact(small_config):
     model = seeded_model(small_config, seed=2)
     image = np.random.default_rng(1).random((2, 8, 12, 16)).astype(np.float32)
     _assert_same(model.spec, model.integer_weights(), image)
 
 
+@pytest.mark.lava
 def test_lava_synops_against_fanout_by_autograd():
     """One stride-2 padded conv and one transposed conv: SynOps == recorded spikes x autograd fan-out."""
     neuron = NeuronSpec(i_decay=1024, v_decay=128, vth_mant=40)
@@ -86,6 +89,7 @@ def test_lava_synops_against_fanout_by_autograd():
         assert expected > 0
 
 
+@pytest.mark.lava
 def test_floating_pt_runs_and_tracks_fixed(pair16, small_config):
     model = seeded_model(small_config, seed=2)
     image = pair16[:, :8, :8, :8]
@@ -105,6 +109,8 @@ def test_unknown_tag_refused(small_config, pair16):
         run_lava(model.spec, model.integer_weights(), pair16, tag="loihi3")
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 def test_embedded_trained_model_bit_exact_in_lava(pair16):
     """The committed fine-tuned model is what Lava runs, spike for spike (issue 7's export check)."""
     from spikereg_deploy.training.default_model import embedded_checkpoint_path, load_default_model

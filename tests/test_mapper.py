@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-import time
 import types
 from dataclasses import replace
 from pathlib import Path
@@ -140,10 +139,9 @@ def test_layer_needing_two_cores_by_synaptic_memory():
     assert (a.resources["synaptic_memory_bits"] == kernel_bits // 2).all()
 
 
-def test_full_oasis_volume_tiles_fast(default_spec):
-    start = time.perf_counter()
+def test_full_oasis_volume_tiles_near_the_lower_bound(default_spec):
+    """The whole OASIS volume tiles (its time is measured in benchmarks/bench_mapper.py, not asserted here)."""
     tiling = tile_network(default_spec, (160, 192, 224), load_profile("loihi2"))
-    assert time.perf_counter() - start < 10
     assert tiling.n_blocks >= tiling.lower_bound
     assert tiling.n_blocks <= 1.2 * tiling.lower_bound
 
@@ -406,8 +404,9 @@ def test_projected_synops_use_exact_fanout(small_spec):
 
 def test_real_net_file_and_simulation_report(tmp_path, capsys, small_spec):
     """The .net writer/reader and the simulator's report (reference engine) feed the mapper unchanged."""
-    writer = pytest.importorskip("spikereg_deploy.export.writer")
-    sim = pytest.importorskip("spikereg_deploy.simulators.simulation")
+    from spikereg_deploy.export import writer
+    from spikereg_deploy.simulators import simulation as sim
+
     rng = np.random.default_rng(0)
     weights = {
         layer.name: 2 * rng.integers(-60, 60, size=small_spec.weight_shape(layer.name))

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(1)  # before Lava forks its process models (FACTS.md)
+torch.set_num_threads(1)  # before Lava forks its process models (docs/hardware-facts.md, "Lava runtime")
 
-slayer = pytest.importorskip("lava.lib.dl.slayer")
-netx = pytest.importorskip("lava.lib.dl.netx")
+from lava.lib.dl import netx, slayer  # noqa: E402
 
 from spikereg_deploy.errors import SpikeRegError  # noqa: E402
 from spikereg_deploy.export.writer import records_from_slayer_blocks, write_sequential_net  # noqa: E402
@@ -80,6 +79,7 @@ def test_same_datasets_as_lava_dl_export(exported) -> None:
     assert all(float(o.sum()) > 0 for o in outputs)
 
 
+@pytest.mark.lava
 def test_stock_netx_runs_our_export_bit_exactly(exported) -> None:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg

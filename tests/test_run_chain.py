@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from spikereg_deploy.cli import run_cli
 from spikereg_deploy.energy.loihi import format_uj
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 def test_whole_chain_small_volume(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli.main(["-o", str(out), "--input-shape", "16", "16", "16"]) == 0

@@ -35,6 +35,7 @@ def _pair(tmp_path, shape=(16, 16, 16), seed=0):
     return _nifti(tmp_path / "f.nii.gz", fixed), _nifti(tmp_path / "m.nii.gz", moving)
 
 
+@pytest.mark.lava
 def test_lava_run_with_files(tmp_path, small_net, capsys):
     f, m = _pair(tmp_path)
     out = tmp_path / "out"
@@ -51,6 +52,7 @@ def test_lava_run_with_files(tmp_path, small_net, capsys):
     assert "SynOps" in capsys.readouterr().out
 
 
+@pytest.mark.lava
 def test_reference_engine_same_counts_as_lava(tmp_path, small_net):
     f, m = _pair(tmp_path)
     reports = {}

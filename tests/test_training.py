@@ -24,6 +24,7 @@ def _smooth_images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
     return torch.nn.functional.avg_pool3d(x, 5, 1, 2)
 
 
+@pytest.mark.slow
 def test_conversion_preserves_teacher_at_large_t():
     """At T=32 the converted SNN's displacement tracks the teacher's: correlation > 0.9 (stated tolerance)."""
     torch.manual_seed(0)
@@ -90,6 +91,7 @@ def _gaps_while_fine_tuning(distill_weight: float, steps: int = 20) -> list[floa
     return gaps
 
 
+@pytest.mark.slow
 def test_distillation_keeps_the_snn_near_its_teacher():
     """NCC alone lets the fine-tuned SNN drift from the teacher; the distillation term pulls it back below
     where conversion left it (the quantized weights move only once a level is crossed, hence 20 steps)."""

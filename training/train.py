@@ -11,7 +11,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,23 @@ from .snn import SpikingUNet
 WEIGHT_LIMIT = (-4.0, 254 / 64)  # keep float weights inside the 8-bit mantissa range (quantization-aware)
 
 
+#: The TOML layout: each key of `TrainConfig` lives in exactly one place, the top level ("") or one table.
+#: `[model]` holds `UNetConfig`'s fields (the architecture); the other tables hold the keys named here.
+TOP_LEVEL = ""
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    TOP_LEVEL: ("stage", "seed", "shape", "init"),
+    "data": ("data_seed_offset",),
+    "optim": ("steps", "batch_size", "lr", "reg_weight", "sparsity_weight", "distill_weight", "teacher", "gain_lr",
+              "threshold_lr", "ncc_window", "checkpoint_every"),
+    "conversion": ("percentile", "normalisation", "calibration_pairs", "time_steps"),
+}
+MODEL_TABLE = "model"
+
+
 @dataclass
 class TrainConfig:
-    """Everything a run needs; read from TOML (`[model]`, `[data]`, `[optim]`, `[conversion]` tables)."""
+    """Everything a run needs; read from TOML (top-level keys and the `[model]`, `[data]`, `[optim]`,
+    `[conversion]` tables, laid out as `TABLE_KEYS` says)."""
 
     stage: str = "ann"
     model: dict[str, Any] = field(default_factory=dict)
@@ -59,19 +73,7 @@ class TrainConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
         p = Path(path)
-        raw = read_toml(p, "config")
-        flat: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key == "model":
-                flat["model"] = value
-            elif isinstance(value, dict):
-                flat.update(value)
-            else:
-                flat[key] = value
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(flat) - known)
-        if unknown:
-            raise SpikeRegError(f"unknown config keys: {', '.join(unknown)}", p)
+        flat = flatten_config_tables(read_toml(p, "config"), p)
         if "shape" in flat:
             flat["shape"] = tuple(flat["shape"])
         try:
@@ -101,6 +103,50 @@ class TrainConfig:
             raise SpikeRegError("time_steps must be >= 0 (0 = the teacher's T)")
         if len(self.shape) != 3:
             raise SpikeRegError("shape must have three sizes")
+
+
+def _where(table: str) -> str:
+    return "at the top level" if table == TOP_LEVEL else f"in [{table}]"
+
+
+def flatten_config_tables(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`TrainConfig` keyword arguments from a parsed TOML file, refusing anything outside `TABLE_KEYS`.
+
+    A key in the wrong table would otherwise be read as if it were in the right one (or silently ignored by a
+    future reader), so each problem is one line naming the file, the table and the key."""
+    home = {key: table for table, keys in TABLE_KEYS.items() for key in keys}
+    tables = [MODEL_TABLE, *(t for t in TABLE_KEYS if t != TOP_LEVEL)]
+    model_keys = {f.name for f in fields(UNetConfig)}
+    flat: dict[str, Any] = {}
+    for name, value in raw.items():
+        if not isinstance(value, dict) or name in home:
+            if name in tables:
+                raise SpikeRegError(f"[{name}] must be a table, not a value", path)
+            _check_home(name, TOP_LEVEL, home, path)
+            flat[name] = value
+        elif name == MODEL_TABLE:
+            unknown = sorted(set(value) - model_keys)
+            if unknown and unknown[0] in home:
+                raise SpikeRegError(f"key {unknown[0]!r} in [model] belongs {_where(home[unknown[0]])}", path)
+            if unknown:
+                raise SpikeRegError(f"unknown key {unknown[0]!r} in [model] (U-Net architecture keys: "
+                                    f"{', '.join(sorted(model_keys))})", path)
+            flat["model"] = value
+        elif name in tables:
+            for key, item in value.items():
+                _check_home(key, name, home, path)
+                flat[key] = item
+        else:
+            raise SpikeRegError(f"unknown table [{name}] (tables: {', '.join(f'[{t}]' for t in tables)})", path)
+    return flat
+
+
+def _check_home(key: str, table: str, home: dict[str, str], path: Path) -> None:
+    if key not in home:
+        raise SpikeRegError(f"unknown key {key!r} {_where(table)} (keys there: "
+                            f"{', '.join(TABLE_KEYS[table])})", path)
+    if home[key] != table:
+        raise SpikeRegError(f"key {key!r} {_where(table)} belongs {_where(home[key])}", path)
 
 
 def seed_everything(seed: int) -> None:

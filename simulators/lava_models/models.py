@@ -2,7 +2,8 @@
 
 The integer arithmetic comes from `spikereg_deploy.fixed_point` and the synaptic sum from the reference engine, so
 Lava, the engine and the quantized torch model share one definition. torch does the convolution (about 4x faster
-than scipy in a process model, FACTS.md); the parent must call `torch.set_num_threads(1)` before Lava forks.
+than scipy in a process model: docs/hardware-facts.md, "Lava runtime"); the parent must call
+`torch.set_num_threads(1)` before Lava forks.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Lava processes for what lava-nc lacks: a 3-D (transposed) conv synapse, the analog input and the readout.
 
 Lava imports every module in this folder to discover process models, so this folder holds only processes and their
-models (FACTS.md). Neurons are lava-nc's own CUBA `LIF`: its bit-accurate model is Loihi's integer arithmetic.
+models (docs/hardware-facts.md, "Lava runtime"). Neurons are lava-nc's own CUBA `LIF`: its bit-accurate model is
+Loihi's integer arithmetic.
 """
 from __future__ import annotations
 

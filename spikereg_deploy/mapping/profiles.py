@@ -1,8 +1,8 @@
 """Core/chip profiles as data: the mapper's limits and energies come from TOML files with a source beside
 each number.
 
-Hardware figures are partly secondary or unpublished (see FACTS.md), so none is a constant in code: a user who
-knows better copies a profile, changes it and passes the file. Loading validates every field and names the
+Hardware figures are partly secondary or unpublished (docs/hardware-facts.md), so none is a constant in code: a user
+who knows better copies a profile, changes it and passes the file. Loading validates every field and names the
 file and the field on error, because a silently wrong limit would give a plan that cannot run.
 """
 
