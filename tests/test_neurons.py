@@ -210,6 +210,19 @@ def test_if_unet_differs_from_cuba(if_model, small_config):
     assert [c.spikes for c in a.counts.values()] != [c.spikes for c in b.counts.values()]
 
 
+def test_if_unet_trains_and_checkpoints(tmp_path, if_model):
+    """The SLAYER IF model gives surrogate gradients to every synapse and survives a checkpoint round trip."""
+    from spikereg_deploy.training.checkpoint import load_checkpoint, save_checkpoint
+
+    image = torch.as_tensor(np.random.default_rng(3).random((1, 2, 16, 16, 16)).astype(np.float32))
+    if_model.train()(image).displacement.square().mean().backward()
+    grads = {name: syn.weight.grad for name, syn in if_model.synapses.items()}
+    assert all(g is not None and bool(g.abs().sum() > 0) for g in grads.values()), grads.keys()
+    again = load_checkpoint(save_checkpoint(tmp_path / "if.pt", if_model))
+    assert again.config.neuron_model == "IF" and again.spec == if_model.spec
+    np.testing.assert_array_equal(again.integer_weights()["enc1"], if_model.integer_weights()["enc1"])
+
+
 # -- .net files ---------------------------------------------------------------------------------------------
 def test_if_net_round_trip(tmp_path, if_model):
     path = tmp_path / "if.net"

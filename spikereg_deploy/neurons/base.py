@@ -61,19 +61,20 @@ class NeuronModel(ABC):
     def from_float(cls: type[ModelT], threshold: float, **hyper: float) -> ModelT:
         """Quantize SLAYER's float parameters (threshold, plus `hyperparameters`) as lava-dl exports them."""
 
-    def _check_int(self, name: str, lo: int, hi: int) -> None:
-        """Field `name` must be an integer in [lo, hi]; stored as a plain int (numpy scalars compare oddly)."""
+    def _check_int(self, name: str, lo: int | None = None, hi: int | None = None) -> None:
+        """Field `name` must be an integer (in [lo, hi] when given); stored as a plain int, so that parameters
+        read from numpy or HDF5 compare and hash like the ones a config builds."""
         value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise NeuronParamError(name, f"neuron {name} must be an integer, got {value!r}")
         object.__setattr__(self, name, int(value))
-        if not lo <= int(value) <= hi:
+        if lo is not None and hi is not None and not lo <= int(value) <= hi:
             raise NeuronParamError(name, f"neuron {name} must be in [{lo}, {hi}], got {value}")
 
     def _check_spike_fields(self) -> None:
         """Threshold, refractory delay and graded flag: the same rules for every binary-spike model here."""
         self._check_int("vth_mant", THRESHOLD_MANT_MIN, THRESHOLD_MANT_MAX)
-        self._check_int("ref_delay", 0, 1 << 16)
+        self._check_int("ref_delay")
         if self.ref_delay != 1:
             raise NeuronParamError("ref_delay", "only refDelay == 1 (no refractory period) is supported, as "
                                                 "SLAYER's CUBA exports")
