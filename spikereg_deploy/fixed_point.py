@@ -59,8 +59,13 @@ def decay(x: Any, decay_value: int) -> Any:
 
 
 def wrap_state(x: Any) -> Any:
-    """The 24-bit current register: values beyond +-2^23 wrap around (lava-nc's rule, `> 2^23` and `<= -2^23`)."""
+    """The 24-bit current register: values beyond +-2^23 wrap around (lava-nc's rule, `> 2^23` and `<= -2^23`).
+
+    Wrapping almost never happens, so one min/max pass decides whether the two full passes are needed."""
     xp = array_module(x)
+    size = np.size(x) if xp is np else x.numel()
+    if size == 0 or (x.max() <= STATE_LIMIT and x.min() > -STATE_LIMIT):
+        return x
     x = xp.where(x > STATE_LIMIT, x - 2 * STATE_LIMIT, x)
     return xp.where(x <= -STATE_LIMIT, x + 2 * STATE_LIMIT, x)
 
