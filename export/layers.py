@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from spikereg_deploy.errors import SpikeRegError
-from spikereg_deploy.network import NeuronSpec
+from spikereg_deploy.neurons import NeuronModel
 
 #: Version of the spikereg extension written under `spikereg/formatVersion`; readers refuse newer files.
 FORMAT_VERSION = 1
@@ -27,7 +27,6 @@ EXTENSION_TYPES: tuple[str, ...] = ("conv3d", "convT3d", "readout")
 TYPE_WIDTH = 10
 #: lava-dl stores weights as float32 arrays holding integer mantissas; netx casts them with astype(int).
 WEIGHT_DTYPE = np.float32
-NEURON_KEYS: tuple[str, ...] = ("type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike")
 
 
 @dataclass
@@ -66,16 +65,17 @@ def weight_array(weight: Any) -> np.ndarray:
     return arr.astype(WEIGHT_DTYPE)
 
 
-def neuron_fields(neuron: NeuronSpec) -> dict[str, Any]:
-    """The CUBA neuron as lava-dl's `device_params` exports it."""
-    return {
-        "type": "CUBA",
-        "iDecay": int_value(neuron.i_decay),
-        "vDecay": int_value(neuron.v_decay),
-        "vThMant": int_value(neuron.vth_mant),
-        "refDelay": int_value(neuron.ref_delay),
-        "gradedSpike": np.bool_(neuron.graded),
-    }
+def neuron_fields(neuron: NeuronModel) -> dict[str, Any]:
+    """A neuron model's `neuron/` datasets with lava-dl's dtypes (type: str, flags: bool, the rest: int64)."""
+    out: dict[str, Any] = {}
+    for key, value in neuron.to_netx_fields().items():
+        if isinstance(value, str):
+            out[key] = value
+        elif isinstance(value, bool):
+            out[key] = np.bool_(value)
+        else:
+            out[key] = int_value(value)
+    return out
 
 
 def device_params_fields(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,9 +17,10 @@ import numpy as np
 
 from spikereg_deploy.errors import NetFormatError, SpikeRegError
 from spikereg_deploy.fixed_point import INPUT_BITS, check_weight_mantissa
-from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
+from spikereg_deploy.network import LayerSpec, NetworkSpec
+from spikereg_deploy.neurons import NEURON_TYPES, NeuronModel, neuron_model
 
-from .layers import FORMAT_VERSION, NEURON_KEYS
+from .layers import FORMAT_VERSION
 from .writer import FILE_TYPES
 
 KINDS = {file_type: kind for kind, file_type in FILE_TYPES.items()}
@@ -156,21 +157,24 @@ def _read_weight(layer: _Fields, shape: tuple[int, ...]) -> np.ndarray:
     return raw.astype(np.int64)
 
 
-def _read_neuron(layer: _Fields) -> NeuronSpec:
+def _read_neuron(layer: _Fields) -> NeuronModel:
+    """The `neuron/` group through the model its `type` names; every field is read with the type the model says."""
     neuron = layer.sub("neuron")
-    unknown = sorted(set(neuron.group.keys()) - set(NEURON_KEYS))
-    if unknown:
-        neuron.fail(f"unsupported neuron field(s) {', '.join(unknown)}")
     neuron_type = neuron.text("type")
-    if neuron_type != "CUBA":
-        neuron.fail(f"unsupported neuron type {neuron_type!r} (only CUBA)")
-    values = {"i_decay": neuron.int("iDecay"), "v_decay": neuron.int("vDecay"),
-              "vth_mant": neuron.int("vThMant"), "ref_delay": neuron.int("refDelay"),
-              "graded": neuron.flag("gradedSpike")}
     try:
-        return NeuronSpec(**values)
-    except SpikeRegError as err:
-        neuron.fail(err.message)
+        model = neuron_model(neuron_type)
+    except SpikeRegError:
+        neuron.fail(f"unsupported neuron type {neuron_type!r} (known: {', '.join(NEURON_TYPES)})")
+    unknown = sorted(set(neuron.group.keys()) - {"type", *model.netx_fields})
+    if unknown:
+        neuron.fail(f"unsupported {neuron_type} neuron field(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {"type": neuron_type}
+    for key, (_param, kind) in model.netx_fields.items():
+        values[key] = neuron.flag(key) if kind is bool else neuron.int(key)
+    try:
+        return model.from_netx_fields(values, neuron.where)
+    except NetFormatError as err:
+        raise NetFormatError(err.message, layer.path) from None
 
 
 def _read(path: str, handle: h5py.File) -> LoadedNet:
@@ -314,11 +318,26 @@ def summarize(loaded: LoadedNet) -> list[dict[str, Any]]:
             "stride": list(layer.stride) if layer.kind != "input" else None,
             "inputs": [{"index": index[s], "name": s, "delay": delays[(s, layer.name)]}
                        for s in layer.inputs],
-            "neuron": None if neuron is None else {
-                "iDecay": neuron.i_decay, "vDecay": neuron.v_decay, "vThMant": neuron.vth_mant,
-                "refDelay": neuron.ref_delay},
+            "neuron": None if neuron is None else _summary_neuron(neuron),
         })
     return rows
+
+
+def _summary_neuron(neuron: NeuronModel) -> dict[str, Any]:
+    """What `--check` shows of a neuron: its NetX fields, without the graded flag (always false) and, for CUBA,
+    without the type, as before other models existed."""
+    fields = {k: v for k, v in neuron.to_netx_fields().items() if k != "gradedSpike"}
+    if fields["type"] == "CUBA":
+        del fields["type"]
+    return fields
+
+
+def _neuron_cell(neuron: dict[str, Any] | None) -> str:
+    """iDecay/vDecay/vThMant; a model without decays shows '-' for them and its type."""
+    if neuron is None:
+        return "-"
+    cell = "/".join(str(neuron.get(key, "-")) for key in ("iDecay", "vDecay", "vThMant"))
+    return f"{cell} ({neuron['type']})" if "type" in neuron else cell
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
@@ -335,7 +354,7 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
         table.append((str(row["index"]), row["name"], row["type"], "x".join(map(str, row["shape"])),
                       f"{row['neurons']:,}", f"{row['synapses']:,}", triple(row["kernel"]),
                       triple(row["stride"]), inputs,
-                      "-" if n is None else f"{n['iDecay']}/{n['vDecay']}/{n['vThMant']}"))
+                      _neuron_cell(n)))
     widths = [max(len(r[c]) for r in table) for c in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -1,8 +1,9 @@
 """Turn a network (spec + integer weights) into a Lava process graph, run it on the CPU, and gather the counts.
 
-Each layer becomes one lava-nc `LIF` (CUBA) process; each edge of the graph becomes its own `Conv3dSynapse` feeding
-the LIF's input port, which sums them: a skip concatenation costs no copy, as on Loihi. Skip synapses carry the
-axonal delay the description gives them, so the run equals the model's computation shifted by each layer's depth.
+Each layer becomes the process its neuron model builds (`lava_process`: a lava-nc `LIF` for CUBA and IF); each edge
+of the graph becomes its own `Conv3dSynapse` feeding the neurons' input port, which sums them: a skip concatenation
+costs no copy, as on Loihi. Skip synapses carry the axonal delay the description gives them, so the run equals the
+model's computation shifted by each layer's depth.
 """
 from __future__ import annotations
 
@@ -17,10 +18,8 @@ import torch
 from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.counting import LayerCounts, analog_macs_per_step, edge_fanout, neuron_updates
 from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, max_abs_row_sum
-from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.network import NetworkSpec
-
-TAGS = ("fixed_pt", "floating_pt")
+from spikereg_deploy.neurons.base import check_lava_tag
 
 
 @dataclass
@@ -35,21 +34,6 @@ class LavaRun:
     spikes: dict[str, list[np.ndarray]] | None = None  # model-aligned (shift removed), if recorded
 
 
-def _lif(spec_layer, shape: tuple[int, ...], tag: str):
-    from lava.proc.lif.process import LIF
-
-    n = spec_layer.neuron
-    if tag == "fixed_pt":
-        if n.i_decay < 1:
-            raise SpikeRegError(
-                f"layer {spec_layer.name!r}: iDecay 0 cannot be expressed in lava-nc's LIF (du = iDecay - 1)")
-        # lava-nc's bit-accurate LIF decays u by (du + 1); netx passes du = iDecay - 1 for the same reason.
-        return LIF(shape=shape, du=n.i_decay - 1, dv=n.v_decay, vth=n.vth_mant, bias_mant=0, bias_exp=6,
-                   name=spec_layer.name)
-    return LIF(shape=shape, du=n.i_decay / fx.DECAY_UNITY, dv=n.v_decay / fx.DECAY_UNITY,
-               vth=n.vth_mant / fx.WEIGHT_SCALE, bias_mant=0.0, bias_exp=0.0, name=spec_layer.name)
-
-
 def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarray, *, tag: str = "fixed_pt",
              record_spikes: bool = False, progress: bool = True, workdir: str | None = None) -> LavaRun:
     """Build the process graph for one (C, D, H, W) image in [0, 1], run T + depth steps, return counts."""
@@ -58,8 +42,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
 
     from .lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator
 
-    if tag not in TAGS:
-        raise SpikeRegError(f"unknown Lava model tag {tag!r} (choose {' or '.join(TAGS)})")
+    check_lava_tag(tag)  # before any process is built
     torch.set_num_threads(1)  # before Lava forks: a started torch thread pool hangs the children
     net = IntegerNetwork(spec, weights)  # validates weights and splits them per edge
     geo = spec.geometry(image.shape[1:])
@@ -78,9 +61,10 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                                          window_len=spec.time_steps, out_path=str(work / "readout.npy"))
             sinks[layer.name] = readout.a_in
         else:
-            lif = _lif(layer, shape, tag)
-            sinks[layer.name] = lif.a_in
-            ports[layer.name] = lif.s_out
+            assert layer.neuron is not None
+            neurons = layer.neuron.lava_process(shape, tag, layer.name)
+            sinks[layer.name] = neurons.a_in
+            ports[layer.name] = neurons.s_out
     synapses = {}
     recorder_of: dict[str, tuple[str, str]] = {}
     for edge in net.edges:

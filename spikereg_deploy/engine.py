@@ -107,11 +107,10 @@ class IntegerNetwork:
         merged = self._merged_weights()
         analog_current: dict[tuple[str, str], torch.Tensor] = {}  # the input is the same at every step: once
         counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
-        state: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        state: dict[str, tuple[torch.Tensor, ...]] = {}
         for layer in spec.layers[1:]:
-            if layer.spiking:
-                shape = (layer.out_channels, *geo[layer.name].out_shape)
-                state[layer.name] = (torch.zeros(shape, dtype=torch.int64), torch.zeros(shape, dtype=torch.int64))
+            if layer.neuron is not None:
+                state[layer.name] = layer.neuron.init_state((layer.out_channels, *geo[layer.name].out_shape), torch)
         readout_sum = torch.zeros((spec.readout.out_channels, *geo[spec.readout.name].out_shape), dtype=torch.int64)
         recorded: dict[str, list[np.ndarray]] | None = {n: [] for n in counts} if record_spikes else None
         steps = range(spec.time_steps)
@@ -153,9 +152,8 @@ class IntegerNetwork:
                 if layer.kind == "readout":
                     readout_sum += a_in
                     continue
-                u, v = state[layer.name]
-                u, v, spikes = fx.cuba_step(u, v, a_in, layer.neuron)
-                state[layer.name] = (u, v)
+                assert layer.neuron is not None
+                state[layer.name], spikes = layer.neuron.step(state[layer.name], a_in)
                 per_voxel[layer.name] = spikes.sum(dim=0, dtype=torch.int32)
                 n_spk = emitted[layer.name] = int(per_voxel[layer.name].sum(dtype=torch.int64))
                 c.spikes += n_spk
@@ -172,7 +170,8 @@ class IntegerNetwork:
 def estimate_engine_memory(spec: NetworkSpec, input_shape: tuple[int, int, int]) -> int:
     """Bytes the reference engine holds at its peak (states, one step of outputs, fan-out maps), roughly."""
     geo = spec.geometry(input_shape)
-    states = sum(2 * 8 * g.neurons for n, g in geo.items() if spec.layer(n).spiking)
+    states = sum(8 * len(neuron.state_names) * g.neurons for n, g in geo.items()
+                 if (neuron := spec.layer(n).neuron) is not None)
     outputs = sum(g.neurons for g in geo.values()) * 9  # bool spikes + one int64 a_in per layer at a time
     fan = sum(8 * math.prod(geo[e.src].out_shape) for e in spec.edges())
     return states + outputs + fan

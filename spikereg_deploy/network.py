@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import ClassVar, Literal
+from typing import Literal
 
 from .connectivity import max_fan_in_taps
 from .errors import SpikeRegError
+from .neurons import CubaNeuron, NeuronModel
+from .quantization import INPUT_BITS
 
 Triple = tuple[int, int, int]
 LayerKind = Literal["input", "conv", "convT", "readout"]
@@ -21,7 +23,10 @@ LAYER_KINDS: tuple[str, ...] = ("input", "conv", "convT", "readout")
 PayloadKind = Literal["analog", "binary", "graded"]
 
 #: Width of the analog input's payload (`fixed_point.quantize_input` makes it; `.net` stores it as `inputBits`).
-ANALOG_INPUT_BITS = 8
+ANALOG_INPUT_BITS = INPUT_BITS
+
+#: The CUBA model's parameters under their historical name (every spiking layer used to be CUBA).
+NeuronSpec = CubaNeuron
 
 #: Longest axonal delay a Loihi synapse/axon can hold (Davies et al. 2018; lava-dl's delay blocks use 62).
 MAX_AXON_DELAY = 62
@@ -40,57 +45,8 @@ def as_triple(value: int | tuple[int, ...] | list[int], name: str) -> Triple:
 
 
 @dataclass(frozen=True)
-class NeuronSpec:
-    """CUBA neuron parameters in Loihi's integer units (what the hardware is configured with).
-
-    i_decay, v_decay: 12-bit decays (4096 = full decay per step); vth_mant: threshold mantissa, compared after a
-    left shift by 6 against the 24-bit voltage. These are lava-dl's exported `iDecay`, `vDecay`, `vThMant`.
-    """
-
-    i_decay: int
-    v_decay: int
-    vth_mant: int
-    ref_delay: int = 1
-    graded: bool = False
-
-    #: The NetX `neuron/type` of this model (part of the model fingerprint).
-    netx_type: ClassVar[str] = "CUBA"
-
-    def __post_init__(self) -> None:
-        for name in ("i_decay", "v_decay"):
-            value = getattr(self, name)
-            if not 0 <= value <= 4096:
-                raise SpikeRegError(f"neuron {name} must be in [0, 4096], got {value}")
-        if not 0 < self.vth_mant < (1 << 17):
-            raise SpikeRegError(f"neuron vth_mant must be in (0, 2^17), got {self.vth_mant}")
-        if self.ref_delay != 1:
-            raise SpikeRegError("only refDelay == 1 (no refractory period) is supported, as SLAYER's CUBA exports")
-        if self.graded:
-            raise SpikeRegError("graded-spike neurons are not supported by this network description yet")
-
-    @classmethod
-    def from_float(cls, threshold: float, current_decay: float, voltage_decay: float) -> NeuronSpec:
-        """Quantize SLAYER's float parameters exactly as lava-dl's CUBA neuron exports them."""
-        return cls(
-            i_decay=int(round(4096 * current_decay)),
-            v_decay=int(round(4096 * voltage_decay)),
-            vth_mant=int(threshold * 64),
-        )
-
-    @property
-    def threshold(self) -> float:
-        """Threshold in SLAYER's float units (weights are mantissa / 64)."""
-        return self.vth_mant / 64
-
-    @property
-    def payload_bits(self) -> int:
-        """Bits one output event carries: 1, a binary spike (a graded neuron would carry more)."""
-        return 1
-
-
-@dataclass(frozen=True)
 class LayerSpec:
-    """One layer: a synapse kind (conv, transposed conv, readout conv) plus, unless a readout, CUBA neurons.
+    """One layer: a synapse kind (conv, transposed conv, readout conv) plus, unless a readout, neurons of one model.
 
     `inputs` lists the source layers in channel order: a decoder layer fed by a skip concatenation has two, and its
     weight is split by input channels into one synapse per source (no copy, as on Loihi).
@@ -104,7 +60,7 @@ class LayerSpec:
     stride: Triple = (1, 1, 1)
     padding: Triple = (1, 1, 1)
     output_padding: Triple = (0, 0, 0)
-    neuron: NeuronSpec | None = None
+    neuron: NeuronModel | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
@@ -127,7 +83,7 @@ class LayerSpec:
         if len(set(self.inputs)) != len(self.inputs):
             raise SpikeRegError(f"layer {self.name!r} lists an input twice")
         spiking = self.kind in ("conv", "convT")
-        if spiking and self.neuron is None:
+        if spiking and not isinstance(self.neuron, NeuronModel):
             raise SpikeRegError(f"layer {self.name!r} ({self.kind}) needs neuron parameters")
         if not spiking and self.neuron is not None:
             raise SpikeRegError(f"layer {self.name!r} ({self.kind}) has no neurons")

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import SpikeRegError
-from .network import LayerSpec, NetworkSpec, NeuronSpec
+from .network import LayerSpec, NetworkSpec
+from .neurons import NeuronModel, registry
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class UNetConfig:
     voltage_decay: float = 0.03
     readout_gain: float = 1.0
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    #: NetX type of every spiking layer's neuron (`spikereg_deploy.neurons`); checkpoints without it are CUBA.
+    #: The decays above are read only by models that have them (`hyperparameters`: CUBA's, not IF's).
+    neuron_model: str = "CUBA"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder", tuple(int(c) for c in self.encoder))
@@ -52,6 +56,7 @@ class UNetConfig:
             raise SpikeRegError("decays must be in (0, 1] (current) and [0, 1] (voltage)")
         if self.threshold <= 0 or self.readout_gain <= 0:
             raise SpikeRegError("threshold and readout_gain must be positive")
+        registry.neuron_model(self.neuron_model)  # a one-line error naming the known types
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,9 +72,11 @@ class UNetConfig:
             raise SpikeRegError(f"unknown U-Net config keys: {', '.join(sorted(unknown))}")
         return cls(**dict(data))
 
-    def neuron_for(self, layer: str) -> NeuronSpec:
+    def neuron_for(self, layer: str) -> NeuronModel:
+        """The layer's neuron parameters: its threshold (or the shared one) and the model's hyper-parameters."""
+        model = registry.neuron_model(self.neuron_model)
         threshold = float(self.thresholds.get(layer, self.threshold))
-        return NeuronSpec.from_float(threshold, self.current_decay, self.voltage_decay)
+        return model.from_float(threshold, **{name: getattr(self, name) for name in model.hyperparameters})
 
 
 def layer_names(config: UNetConfig) -> list[str]:

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from spikereg_deploy import fixed_point as fx
+from spikereg_deploy.quantization import THRESHOLD_MANT_MAX, THRESHOLD_MANT_MIN, WEIGHT_SCALE
 
 from .ann import AnnUNet
 from .snn import SpikingUNet
 
 WEIGHT_FILL = 3.9  # largest |w| after scaling, just inside the 8-bit range [-4, 3.97] (float units)
-THRESHOLD_MIN, THRESHOLD_MAX = 1 / fx.WEIGHT_SCALE, ((1 << 17) - 1) / fx.WEIGHT_SCALE
+THRESHOLD_MIN, THRESHOLD_MAX = THRESHOLD_MANT_MIN / WEIGHT_SCALE, THRESHOLD_MANT_MAX / WEIGHT_SCALE
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""The spiking 3-D registration U-Net in SLAYER: CUBA neurons from lava-dl, 3-D synapses from `synapses.py`.
+"""The spiking 3-D registration U-Net in SLAYER: neurons from their model's `training_module`, synapses from
+`synapses.py`.
 
 The layer graph comes from `spikereg_deploy.unet.build_unet_spec`, so the trained model, the exported `.net` and every
-simulator share one description. Run in eval mode, this forward is the quantized model: SLAYER's CUBA neuron computes
-Loihi's integers exactly (state scale 2^12, 8-bit weight mantissas / 64), and the two parts SLAYER lacks are made exact
-here: the analog input current (8-bit payload, sum >> 8) and the readout's integer sum.
+simulator share one description. Run in eval mode, this forward is the quantized model: the SLAYER neuron each model
+builds computes Loihi's integers exactly (state scale 2^12, 8-bit weight mantissas / 64), and the two parts SLAYER
+lacks are made exact here: the analog input current (8-bit payload, sum >> 8) and the readout's integer sum.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from lava.lib.dl.slayer.neuron import cuba
 
 from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.network import NetworkSpec
+from spikereg_deploy.quantization import threshold_mantissa
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
 from .synapses import Conv3dSynapse, ConvTranspose3dSynapse
@@ -29,7 +30,8 @@ class ForwardResult:
 
 
 class SpikingUNet(torch.nn.Module):
-    """SpikeReg-style spiking U-Net: analog input current, CUBA spiking encoder/decoder, non-spiking readout."""
+    """SpikeReg-style spiking U-Net: analog input current, spiking encoder/decoder (`config.neuron_model`, CUBA by
+    default), non-spiking readout."""
 
     def __init__(self, config: UNetConfig | None = None, weight_scale: float = 2.0) -> None:
         super().__init__()
@@ -42,12 +44,7 @@ class SpikingUNet(torch.nn.Module):
             self.synapses[layer.name] = cls(self.spec.weight_shape(layer.name), layer.stride, layer.padding,
                                             layer.output_padding, weight_scale)
             if layer.neuron is not None:
-                self.neurons[layer.name] = cuba.Neuron(
-                    threshold=layer.neuron.threshold,
-                    current_decay=layer.neuron.i_decay / fx.DECAY_UNITY,
-                    voltage_decay=layer.neuron.v_decay / fx.DECAY_UNITY,
-                    shared_param=True, persistent_state=False, requires_grad=False,
-                )
+                self.neurons[layer.name] = layer.neuron.training_module()
         self._neuron_shape: tuple[int, ...] | None = None
 
     def _reset_neuron_shapes(self, shape: tuple[int, ...]) -> None:
@@ -80,7 +77,7 @@ class SpikingUNet(torch.nn.Module):
     def set_threshold(self, name: str, threshold: float) -> None:
         """Change one layer's threshold (calibration); quantized to the mantissa grid as SLAYER does."""
         neuron = self.neurons[name]
-        neuron._threshold = int(threshold * fx.WEIGHT_SCALE) / fx.WEIGHT_SCALE
+        neuron._threshold = threshold_mantissa(threshold) / fx.WEIGHT_SCALE
         neuron.tau_rho = neuron._threshold  # SLAYER sets the surrogate width to tau_grad (1) x threshold
 
     def threshold_of(self, name: str) -> float:
