@@ -94,16 +94,6 @@ def stock_nnz(spec: NetworkSpec, n: int) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # the stock process graph
 # ---------------------------------------------------------------------------------------------------------------
-def _stock_lif(layer: LayerSpec, neurons: int) -> Any:
-    from lava.proc.lif.process import LIF
-
-    n = layer.neuron
-    assert n is not None
-    # Same parameters as our builder: lava-nc's bit-accurate LIF decays u by (du + 1).
-    return LIF(shape=(neurons,), du=n.i_decay - 1, dv=n.v_decay, vth=n.vth_mant, bias_mant=0, bias_exp=6,
-               name=layer.name)
-
-
 @dataclass
 class StockRun:
     """What a stock run gives back: the readout's integer sum over its T-step window, each spiking layer's
@@ -164,7 +154,8 @@ def run_stock_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.
                 sink, readout = Sink(shape=(neurons,), buffer=t_steps), layer
                 in_ports[layer.name] = sink.a_in
                 continue
-            lif = _stock_lif(layer, neurons)
+            assert layer.neuron is not None
+            lif = layer.neuron.lava_process((neurons,), "fixed_pt", layer.name)  # the model's own Lava process
             in_ports[layer.name] = lif.a_in
             out_ports[layer.name] = lif.s_out
             path = work / f"count_{layer.name}.npy"

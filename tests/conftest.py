@@ -19,3 +19,27 @@ def small_config():
 def pair16() -> np.ndarray:
     rng = np.random.default_rng(7)
     return rng.random((2, 16, 16, 16)).astype(np.float32)
+
+
+@pytest.fixture
+def tiny_skip_net():
+    """Analog input, a stride-2 padded conv, a transposed conv, and a skip (a -> readout) that carries a delay:
+    every edge kind the engines handle, small enough for Lava's stock processes."""
+    from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
+
+    neuron = NeuronSpec(i_decay=1024, v_decay=128, vth_mant=40)
+    spec = NetworkSpec(layers=(
+        LayerSpec("input", "input", 1, kernel=1, padding=0),
+        LayerSpec("a", "conv", 3, inputs=("input",), neuron=neuron),
+        LayerSpec("b", "conv", 4, inputs=("a",), stride=2, padding=1, neuron=neuron),
+        LayerSpec("c", "convT", 2, inputs=("b",), kernel=3, stride=2, padding=1, output_padding=1, neuron=neuron),
+        LayerSpec("readout", "readout", 3, inputs=("c", "a")),
+    ), time_steps=3, input_channels=1)
+    rng = np.random.default_rng(4)
+    weights = {
+        "a": rng.integers(-40, 128, (3, 1, 3, 3, 3)) * 2,
+        "b": rng.integers(-60, 100, (4, 3, 3, 3, 3)) * 2,
+        "c": rng.integers(-60, 100, (4, 2, 3, 3, 3)) * 2,
+        "readout": rng.integers(-50, 50, (3, 5, 3, 3, 3)) * 2,
+    }
+    return spec, weights, rng

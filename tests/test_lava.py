@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from spikereg_deploy.engine import IntegerNetwork
-from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
 from spikereg_deploy.simulators.lava_builder import run_lava
 from spikereg_deploy.training.snn import seeded_model
 
@@ -51,23 +50,9 @@ def test_small_net_odd_shape_bit_exact(small_config):
 
 
 @pytest.mark.lava
-def test_lava_synops_against_fanout_by_autograd():
+def test_lava_synops_against_fanout_by_autograd(tiny_skip_net):
     """One stride-2 padded conv and one transposed conv: SynOps == recorded spikes x autograd fan-out."""
-    neuron = NeuronSpec(i_decay=1024, v_decay=128, vth_mant=40)
-    spec = NetworkSpec(layers=(
-        LayerSpec("input", "input", 1, kernel=1, padding=0),
-        LayerSpec("a", "conv", 3, inputs=("input",), neuron=neuron),
-        LayerSpec("b", "conv", 4, inputs=("a",), stride=2, padding=1, neuron=neuron),
-        LayerSpec("c", "convT", 2, inputs=("b",), kernel=3, stride=2, padding=1, output_padding=1, neuron=neuron),
-        LayerSpec("readout", "readout", 3, inputs=("c", "a")),
-    ), time_steps=3, input_channels=1)
-    rng = np.random.default_rng(4)
-    weights = {
-        "a": rng.integers(-40, 128, (3, 1, 3, 3, 3)) * 2,
-        "b": rng.integers(-60, 100, (4, 3, 3, 3, 3)) * 2,
-        "c": rng.integers(-60, 100, (4, 2, 3, 3, 3)) * 2,
-        "readout": rng.integers(-50, 50, (3, 5, 3, 3, 3)) * 2,
-    }
+    spec, weights, rng = tiny_skip_net
     image = rng.random((1, 6, 8, 10)).astype(np.float32)
     ref, lava = _assert_same(spec, weights, image)
     geo = spec.geometry(image.shape[1:])

@@ -8,29 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from spikereg_deploy.engine import IntegerNetwork
-from spikereg_deploy.network import LayerSpec, NetworkSpec, NeuronSpec
+from spikereg_deploy.network import LayerSpec, NeuronSpec
 from spikereg_deploy.simulators.stock_lava import conv_matrix, run_stock_lava, stock_nnz
 
 NEURON = NeuronSpec(i_decay=1024, v_decay=128, vth_mant=40)
-
-
-def _tiny_net() -> tuple[NetworkSpec, dict[str, np.ndarray]]:
-    """Analog input, a stride-2 padded conv, a transposed conv, and a skip (a -> readout) that carries a delay."""
-    spec = NetworkSpec(layers=(
-        LayerSpec("input", "input", 1, kernel=1, padding=0),
-        LayerSpec("a", "conv", 3, inputs=("input",), neuron=NEURON),
-        LayerSpec("b", "conv", 4, inputs=("a",), stride=2, padding=1, neuron=NEURON),
-        LayerSpec("c", "convT", 2, inputs=("b",), kernel=3, stride=2, padding=1, output_padding=1, neuron=NEURON),
-        LayerSpec("readout", "readout", 3, inputs=("c", "a")),
-    ), time_steps=3, input_channels=1)
-    rng = np.random.default_rng(4)
-    weights = {
-        "a": rng.integers(-40, 128, (3, 1, 3, 3, 3)) * 2,
-        "b": rng.integers(-60, 100, (4, 3, 3, 3, 3)) * 2,
-        "c": rng.integers(-60, 100, (4, 2, 3, 3, 3)) * 2,
-        "readout": rng.integers(-50, 50, (3, 5, 3, 3, 3)) * 2,
-    }
-    return spec, weights
 
 
 @pytest.mark.parametrize("kind", ["conv", "convT"])
@@ -52,8 +33,8 @@ def test_conv_matrix_is_the_convolution(kind):
     np.testing.assert_array_equal(matrix @ x.ravel(), expected.numpy().astype(np.int64).ravel())
 
 
-def test_stock_nnz_counts_every_stored_synapse():
-    spec, weights = _tiny_net()
+def test_stock_nnz_counts_every_stored_synapse(tiny_skip_net):
+    spec, weights, _ = tiny_skip_net
     nonzero = {name: np.where(w == 0, 2, w) for name, w in weights.items()}  # zero weights are not stored
     net, geo = IntegerNetwork(spec, nonzero), spec.geometry((8, 8, 8))
     stored = sum(conv_matrix(spec.layer(e.dst), net.edge_weights[(e.src, e.dst)], geo[e.src].out_shape,
@@ -62,8 +43,8 @@ def test_stock_nnz_counts_every_stored_synapse():
 
 
 @pytest.mark.lava
-def test_stock_graph_reproduces_the_reference_integers():
-    spec, weights = _tiny_net()
+def test_stock_graph_reproduces_the_reference_integers(tiny_skip_net):
+    spec, weights, _ = tiny_skip_net
     image = np.random.default_rng(4).random((1, 6, 8, 10)).astype(np.float32)
     reference = IntegerNetwork(spec, weights).run(image, record_spikes=True)
     run = run_stock_lava(spec, weights, image)

@@ -6,19 +6,17 @@ uses, so the two can be compared layer by layer (`ratios.py` turns the table int
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..network import NetworkSpec
 
 
-@dataclass(frozen=True)
-class Constant:
+class Constant(NamedTuple):
+    """A per-operation energy, printed with its unit and source wherever it prices a figure."""
+
     value: float
     unit: str
     source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "unit": self.unit, "source": self.source}
 
 
 E_MAC_45NM = Constant(4.6, "pJ", "Horowitz, ISSCC 2014: 32-bit float MAC at 45 nm (mult 3.7 + add 0.9)")
@@ -79,5 +77,5 @@ def proxy_energy(rows: list[LayerEnergyRow], e_mac: Constant = E_MAC_45NM,
         "ann_energy_pJ": e_ann, "snn_energy_pJ": e_snn,
         "ratio_ann_over_snn": e_ann / e_snn if e_snn else None,
         "formula": "E_ANN = MACs x E_MAC; E_SNN = SynOps_measured x E_AC + analog-input MACs x E_MAC",
-        "constants": {"E_MAC": e_mac.to_dict(), "E_AC": e_ac.to_dict()},
+        "constants": {"E_MAC": e_mac._asdict(), "E_AC": e_ac._asdict()},
     }
