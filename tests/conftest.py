@@ -43,3 +43,18 @@ def tiny_skip_net():
         "readout": rng.integers(-50, 50, (3, 5, 3, 3, 3)) * 2,
     }
     return spec, weights, rng
+
+
+@pytest.fixture(scope="module")
+def default_spec():
+    """The default U-Net's description (no weights): what the mapper and the counting tests plan for."""
+    from spikereg_deploy.unet import UNetConfig, build_unet_spec
+
+    return build_unet_spec(UNetConfig())
+
+
+@pytest.fixture(scope="module")
+def small_spec():
+    from spikereg_deploy.unet import UNetConfig, build_unet_spec
+
+    return build_unet_spec(UNetConfig(encoder=(4, 8, 8), decoder=(8, 4, 4), time_steps=3))
