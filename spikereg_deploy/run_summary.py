@@ -17,10 +17,12 @@ def evaluate_registration(pair: Any, displacement_path: str | Path) -> dict[str,
     """Dice before/after and the folding fraction of the displacement file written for `pair` (labels 1-3)."""
     import nibabel as nib
 
+    from .imaging.native import mm_to_voxels
     from .imaging.warp import warp_labels
     from .metrics import dice_per_label, fraction_nonpositive_jacobian
 
-    disp = np.moveaxis(np.asarray(nib.load(str(displacement_path)).dataobj), -1, 0)
+    field = nib.load(str(displacement_path))  # world mm (docs/output-formats.md); the embedded pair's own grid
+    disp = mm_to_voxels(np.asarray(field.dataobj), field.affine)
     before = dice_per_label(pair.fixed_labels, pair.moving_labels)
     after = dice_per_label(pair.fixed_labels, warp_labels(pair.moving_labels, disp))
     return {"dice_before": float(np.nanmean(before)), "dice_after": float(np.nanmean(after)),

@@ -58,3 +58,29 @@ def small_spec():
     from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
     return build_unet_spec(UNetConfig(encoder=(4, 8, 8), decoder=(8, 4, 4), time_steps=3))
+
+
+def _stored_as(array: np.ndarray, affine: np.ndarray, axes: tuple[int, int, int], flips: tuple[bool, bool, bool]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The same image (same world positions) stored with array axes permuted by `axes` and flipped by `flips`.
+
+    New index i maps to old index: old[axes[a]] = i[a], or n - 1 - i[a] where flipped (written out by hand, so
+    the test does not rely on the code it checks).
+    """
+    out = np.transpose(array, (*axes, *range(3, np.ndim(array))))  # trailing (vector) axes stay last
+    for a, flip in enumerate(flips):
+        if flip:
+            out = np.flip(out, axis=a)
+    t = np.zeros((4, 4))
+    t[3, 3] = 1.0
+    for a, old in enumerate(axes):
+        n = array.shape[old]
+        t[old, a] = -1.0 if flips[a] else 1.0
+        t[old, 3] = n - 1 if flips[a] else 0.0
+    return np.ascontiguousarray(out), affine @ t
+
+
+@pytest.fixture
+def stored_as():
+    """`stored_as(array, affine, axes, flips)`: the same image stored in another voxel order (orientation tests)."""
+    return _stored_as

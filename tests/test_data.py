@@ -14,6 +14,7 @@ from spikereg_deploy.imaging.nifti import check_same_grid, load_label_map, load_
 from spikereg_deploy.imaging.pairs import (
     learn2reg_oasis_pairs,
     learn2reg_pair_files,
+    neurite_oasis_pair_files,
     neurite_oasis_pairs,
     pair_from_files,
 )
@@ -349,10 +350,15 @@ def test_neurite_oasis_reader_and_pair_from_files(tmp_path):
         write(tmp_path / f"OASIS_OAS1_000{i}_MR1" / "aligned_norm.nii.gz", image)
         write(tmp_path / f"OASIS_OAS1_000{i}_MR1" / "aligned_seg35.nii.gz", labels)
     pairs = list(neurite_oasis_pairs(tmp_path, target_shape=(16, 16, 16)))
-    assert [p.name for p in pairs] == [
-        "OASIS_OAS1_0000_MR1<-OASIS_OAS1_0001_MR1",
-        "OASIS_OAS1_0001_MR1<-OASIS_OAS1_0002_MR1",
-    ]
+    subjects = [f"OASIS_OAS1_000{i}_MR1" for i in range(3)]
+    assert [p.name for p in pairs] == [f"{a}<-{b}" for a in subjects for b in subjects if a != b]  # all ordered
+    pair_list = tmp_path / "pairs.txt"
+    pair_list.write_text(f"# fixed moving\n{subjects[2]} {subjects[0]}\n")
+    assert [p.name for p in neurite_oasis_pair_files(tmp_path, pair_list=pair_list)] == [
+        f"{subjects[2]}<-{subjects[0]}"]
+    pair_list.write_text(f"{subjects[2]} OASIS_missing\n")
+    with pytest.raises(DataError, match="OASIS_missing"):
+        neurite_oasis_pair_files(tmp_path, pair_list=pair_list)
     assert pairs[1].fixed_labels is not None and pairs[1].transform is not None
     d = tmp_path / "OASIS_OAS1_0000_MR1"
     single = pair_from_files(

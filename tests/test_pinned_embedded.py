@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from spikereg_deploy.cli import energy_cli, export_cli, simulate_cli
+from spikereg_deploy.imaging.native import mm_to_voxels
 
 COUNT_KEYS = ("name", "neurons", "spikes", "spikes_per_step", "input_spikes", "synops", "synops_per_step",
               "neuron_updates")
@@ -45,7 +46,8 @@ def embedded_run(tmp_path_factory):
 def test_counts_displacement_and_energy_table_unchanged(embedded_run):
     report = json.loads((embedded_run / "sim" / "report.json").read_text())
     assert _sha([{k: row[k] for k in COUNT_KEYS} for row in report["layers"]]) == COUNTS_SHA256
-    disp = np.asarray(nib.load(str(embedded_run / "sim" / "displacement.nii.gz")).dataobj)
+    field = nib.load(str(embedded_run / "sim" / "displacement.nii.gz"))  # world mm since issue 16; the pin is of
+    disp = np.moveaxis(mm_to_voxels(np.asarray(field.dataobj), field.affine), 0, -1).astype(np.float32)  # voxels
     assert hashlib.sha256(np.ascontiguousarray(disp, dtype=np.float64).tobytes()).hexdigest() == DISPLACEMENT_SHA256
     energy = json.loads((embedded_run / "energy" / "energy.json").read_text())
     rows = [{k: v for k, v in row.items() if k != "analog_macs"} for row in energy["layers"]]

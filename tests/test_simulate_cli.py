@@ -48,7 +48,7 @@ def test_lava_run_with_files(tmp_path, small_net, capsys):
     layer = report["layers"][1]
     assert set(layer) >= {"name", "neurons", "spikes", "spike_rate", "input_spikes", "synops", "neuron_updates"}
     disp = nib.load(str(out / "displacement.nii.gz"))
-    assert disp.shape == (16, 16, 16, 3)
+    assert disp.shape == (16, 16, 16, 1, 3) and disp.header.get_intent()[0] == "vector"  # world mm, 5-D
     assert "SynOps" in capsys.readouterr().out
 
 

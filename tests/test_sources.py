@@ -104,9 +104,9 @@ def test_file_source_lists_up_front_and_loads_one_pair_at_a_time(tmp_path):
     for i in range(3):
         write_subject(tmp_path / f"s{i}", i)
     source = open_source(f"neurite:{tmp_path}", (16, 16, 16), multiple=8)
-    assert isinstance(source, FileSource) and len(source) == 2 and source.name == f"neurite:{tmp_path}"
+    assert isinstance(source, FileSource) and len(source) == 6 and source.name == f"neurite:{tmp_path}"
     (tmp_path / "s2" / "aligned_norm.nii.gz").write_bytes(b"broken after listing")
-    first = source.pair(0)  # only s0 and s1 are read
+    first = source.pair(0)  # only s0 and s1 are read (pairs: every ordered pair, s0<-s1, s0<-s2, s1<-s0, ...)
     assert first.name == "s0<-s1" and first.fixed.shape == (16, 16, 16) and first.fixed_labels is not None
     with pytest.raises(DataError, match="s2"):
         source.pair(1)
@@ -123,4 +123,4 @@ def test_a_new_layout_is_one_table_entry(tmp_path, monkeypatch):
     for i in range(2):
         write_subject(tmp_path / f"s{i}", i)
     monkeypatch.setitem(sources.FILE_LAYOUTS, "mine", sources.FILE_LAYOUTS["neurite"])
-    assert [p.name for p in open_source(f"mine:{tmp_path}", (16, 16, 16))] == ["s0<-s1"]
+    assert [p.name for p in open_source(f"mine:{tmp_path}", (16, 16, 16))] == ["s0<-s1", "s1<-s0"]

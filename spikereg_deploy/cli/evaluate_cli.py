@@ -8,6 +8,7 @@ from pathlib import Path
 
 from spikereg_deploy.atomic import atomic_folder
 from spikereg_deploy.errors import SpikeRegError, cli_entry
+from spikereg_deploy.imaging.native import describe_grid, grid_report
 
 from .common import add_input_shape, load_predictor, load_training_stage
 
@@ -26,6 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="embedded (held-out synthetic pairs of the MNI152 template), cross (pairs between the "
                              "MNI152 2009a and CAT12 templates: two anatomies), l2r:ROOT (Learn2Reg OASIS validation "
                              "pairs) or neurite:ROOT (neurite-oasis layout)")
+    parser.add_argument("--split", choices=("val", "train", "test"), default="val",
+                        help="l2r:ROOT: which pairs of its *_dataset.json (val: registration_val or validation; "
+                             "test: registration_test; train: training_paired_images, else consecutive training "
+                             "images not used in validation). Default val")
+    parser.add_argument("--pair-list", metavar="FILE",
+                        help="neurite:ROOT: pairs to evaluate, one 'FIXED MOVING' subject pair a line (default: "
+                             "every ordered pair of subjects)")
+    parser.add_argument("--resolution", type=float, metavar="MM",
+                        help="file pairs: run the network on a grid of MM mm voxels instead of fitting the pair "
+                             "into --input-shape (the default); scores are always taken on the fixed label grid")
     parser.add_argument("--pairs", type=int, default=8, help="number of embedded or cross pairs (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the embedded pairs (training uses >= 10000)")
     add_input_shape(parser, help_text="network grid D H W")
@@ -46,14 +57,22 @@ def main(argv: list[str] | None = None) -> int:
         predictors.append(load_predictor(args.compare))
     for predictor in predictors:
         predictor.spec.geometry(shape)  # a shape the network cannot take is a one-line error, before any pair
+    if args.resolution is not None and ":" not in args.data:
+        raise SpikeRegError(f"--resolution applies to file pairs (l2r:ROOT, neurite:ROOT), not --data {args.data}")
     source = open_source(args.data, shape, seed=args.seed, count=args.pairs,
-                         multiple=predictors[0].spec.required_multiple())
+                         multiple=predictors[0].spec.required_multiple(), split=args.split,
+                         pair_list=args.pair_list, resolution=args.resolution)
     if len(source) == 0:
         raise SpikeRegError(f"--data {args.data}: no pairs found")
     run = ev.evaluate(source, predictors)
     rows = run.rows[0]
-    result = {"model": predictors[0].name, "data": args.data, "pairs": len(rows), "aggregate": ev.aggregate(rows),
-              "per_pair": rows, "units": ev.UNITS}
+    first = run.first_pair
+    assert first is not None  # the source is not empty
+    grid = grid_report(first.native, first.transform, first.affine)
+    scored_on = ev.SCORED_ON_NATIVE if rows[0]["scored_on"] != "network grid" else ev.SCORED_ON_NETWORK
+    result = {"model": predictors[0].name, "data": args.data, "split": args.split if args.data.startswith("l2r:")
+              else None, "pairs": len(rows), "scored_on": scored_on, "grid_of_first_pair": grid,
+              "aggregate": ev.aggregate(rows), "per_pair": rows, "units": ev.UNITS}
     if args.compare:
         compare_rows = run.rows[1]
         result["compare"] = {"model": predictors[1].name, "aggregate": ev.aggregate(compare_rows),
@@ -61,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
                              "paired": {m: ev.paired_comparison(rows, compare_rows, m)
                                         for m in ("dice", "fraction_jacobian_nonpositive")}}
     out = Path(args.output)
-    assert run.first_pair is not None  # the source is not empty
     with atomic_folder(out) as staging:
         (staging / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
         (staging / "per_pair.csv").write_text(ev.rows_to_csv(rows))
@@ -69,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{predictors[0].name}: {run.first_pair.name}")
     agg = result["aggregate"]
     print(f"{predictors[0].name} on {len(rows)} pairs ({args.data}), measured:")
+    print(f"  {describe_grid(grid)} (first pair)")
+    print(f"  scored on {scored_on}")
     for key in ("dice_before", *ev.METRICS):
         if key in agg:
             a = agg[key]

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from spikereg_deploy.errors import SpikeRegError, cli_entry
+from spikereg_deploy.imaging.native import describe_grid
 
 from .common import DEFAULT_MAX_MEMORY, add_input_shape, load_network, load_simulators_stage
 
@@ -28,6 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"refuse runs whose memory estimate exceeds this (default {DEFAULT_MAX_MEMORY})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the embedded pair (default 0)")
     add_input_shape(parser, default=None, help_text="resample the pair to this size (must suit the network)")
+    parser.add_argument("--resolution", type=float, metavar="MM",
+                        help="run the network on a grid of MM mm voxels (the pair is resampled to it; fixed and moving "
+                             "may then have different grids). Default: the file's own voxels, cropped to the "
+                             "foreground and padded, or fitted to --input-shape")
+    parser.add_argument("--fixed-labels", help="label map on the fixed image's grid: Dice per label in the report")
+    parser.add_argument("--moving-labels", help="label map on the moving image's grid: warped by nearest neighbour "
+                                                "into warped_labels.nii.gz")
+    parser.add_argument("--warp-format", choices=("ras", "itk"), default="ras",
+                        help="ras: displacement.nii.gz only (world mm, RAS components, default); itk: also "
+                             "displacement_itk.nii.gz in ITK's LPS components, applied directly by "
+                             "ITK/SimpleITK/ANTs")
     return parser
 
 
@@ -41,14 +53,26 @@ def main(argv: list[str] | None = None) -> int:
         raise SpikeRegError("output exists and is not a folder", out)
     network = load_network(args.net)
     pair = run_folder.load_pair(network.spec.required_multiple(), fixed=args.fixed, moving=args.moving,
-                                input_shape=args.input_shape, seed=args.seed)
+                                input_shape=args.input_shape, seed=args.seed, resolution=args.resolution,
+                                fixed_labels=args.fixed_labels, moving_labels=args.moving_labels)
     report = run_folder.simulate_to_folder(network.spec, network.weights, pair, out, engine=args.engine,
                                            tag=args.tag, max_memory=max_memory,
-                                           net_description=network.description, moving_path=args.moving)
+                                           net_description=network.description, moving_path=args.moving,
+                                           warp_format=args.warp_format)
     print(run_folder.sim.format_table(report))
-    print(f"displacement max |u| = {report['displacement']['max_abs']:.3f} voxels (measured); wall time "
-          f"{report['wall_time_s']:.2f} s (measured); outputs in {out}")
+    print(describe_grid(report["grid"]))
+    if "dice" in report:
+        per_label = ", ".join(f"{lab}: {_fmt(v['after'])}" for lab, v in report["dice"]["per_label"].items())
+        print(f"Dice before / after: {_fmt(report['dice']['mean_before'])} / {_fmt(report['dice']['mean_after'])} "
+              f"(measured, native fixed label grid; per label after: {per_label})")
+    max_mm = report["outputs"]["displacement.nii.gz"]["max_abs_mm"]
+    print(f"displacement max |u| = {max_mm:.3f} mm on the fixed grid ({report['displacement']['max_abs']:.3f} "
+          f"network voxels) (measured); wall time {report['wall_time_s']:.2f} s (measured); outputs in {out}")
     return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import numpy as np
 
 from ..atomic import atomic_file
 from ..errors import DataError
+from .orientation import Orientation, orientation_of
 
-__all__ = ["Volume", "load_volume", "load_label_map", "check_same_grid", "save_volume"]
+__all__ = ["Volume", "load_volume", "load_label_map", "check_same_grid", "save_volume", "save_vector_field"]
 
 PathLike = str | os.PathLike[str]
 _AFFINE_TOL = 1e-4
@@ -26,12 +27,14 @@ _LABEL_MIN, _LABEL_MAX = np.iinfo(np.int16).min, np.iinfo(np.int16).max
 
 @dataclass
 class Volume:
-    """A 3-D image: data (float32, or int16 for label maps), voxel-to-world affine (mm), spacing (mm)."""
+    """A 3-D image in canonical RAS+ voxel order: data (float32, or int16 for label maps), its voxel-to-world affine
+    (mm), spacing (mm) and the file's own `orientation` (to write results back in the file's order)."""
 
     data: np.ndarray
     affine: np.ndarray
     spacing: tuple[float, float, float]
     path: str
+    orientation: Orientation | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -81,17 +84,30 @@ def _load_array(path: PathLike, dtype: type) -> tuple[np.ndarray, nib.spatialima
     return data, img, p
 
 
-def _spacing(img: nib.spatialimages.SpatialImage) -> tuple[float, float, float]:
-    zooms = img.header.get_zooms()[:3]
+def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size (mm) along each array axis: the length of each affine column."""
+    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
     return float(zooms[0]), float(zooms[1]), float(zooms[2])
 
 
+def _canonical(data: np.ndarray, img: nib.spatialimages.SpatialImage, p: Path) -> Volume:
+    """The array turned to RAS+ order (nibabel's closest canonical), its affine keeping every voxel's position."""
+    orientation = orientation_of(np.asarray(img.affine, dtype=np.float64), data.shape)
+    affine = orientation.canonical_affine
+    return Volume(data=orientation.to_canonical(data), affine=affine, spacing=_spacing(affine), path=str(p),
+                  orientation=orientation)
+
+
 def load_volume(path: PathLike) -> Volume:
-    """Load a 3-D image as float32 (intensity units of the file) with its affine (mm) and spacing (mm)."""
+    """Load a 3-D image as float32 (intensity units of the file) in canonical RAS+ order with its affine (mm).
+
+    An image with no non-zero voxel carries nothing to register (and normalises to nothing): it is refused here,
+    naming the file, instead of producing a meaningless field.
+    """
     data, img, p = _load_array(path, np.float32)
-    return Volume(
-        data=data, affine=np.asarray(img.affine, dtype=np.float64), spacing=_spacing(img), path=str(p)
-    )
+    if not np.any(data != 0):
+        raise DataError("image is all zero (nothing to register)", p)
+    return _canonical(data, img, p)
 
 
 def load_label_map(path: PathLike) -> Volume:
@@ -110,9 +126,7 @@ def load_label_map(path: PathLike) -> Volume:
     labels = data.astype(np.int16)
     if not np.any(labels != 0):
         raise DataError("label map is empty (only background label 0)", p)
-    return Volume(
-        data=labels, affine=np.asarray(img.affine, dtype=np.float64), spacing=_spacing(img), path=str(p)
-    )
+    return _canonical(labels, img, p)
 
 
 def check_same_grid(a: Volume, b: Volume) -> None:
@@ -128,6 +142,40 @@ def check_same_grid(a: Volume, b: Volume) -> None:
         raise DataError(f"grid differs from {b.path}: affines differ by up to {diff:.4g} mm", a.path)
 
 
+def _nifti_suffix(target: Path) -> str:
+    name = target.name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    if name.endswith(".nii"):
+        return ".nii"
+    raise DataError("output name must end in .nii or .nii.gz", target)
+
+
+def _write(target: Path, img: nib.Nifti1Image) -> Path:
+    """Write atomically with both sform and qform set (code 1, scanner): ITK reads the qform, nibabel the sform."""
+    img.set_sform(img.affine, code=1)
+    img.set_qform(img.affine, code=1)
+    img.header.set_xyzt_units("mm")
+    with atomic_file(target, suffix=_nifti_suffix(target)) as tmp:
+        nib.save(img, str(tmp))
+    return target
+
+
+def save_vector_field(path: PathLike, field: np.ndarray, affine: np.ndarray) -> Path:
+    """Write a displacement field (X, Y, Z, 3), world mm, as the 5-D (X, Y, Z, 1, 3) NIfTI with the vector intent
+    code (1007) that nibabel, ITK, SimpleITK and ANTs read as a vector image; atomic.
+
+    float64: the network's field is in voxels, and float64 mm converts back to the same float32 voxel values
+    (`native.mm_to_voxels`), so a field can be compared exactly with one written in voxels.
+    """
+    arr = np.asarray(field, dtype=np.float64)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"a displacement field must have shape (X, Y, Z, 3), got {arr.shape}")
+    img = nib.Nifti1Image(arr[:, :, :, None, :], np.asarray(affine, dtype=np.float64))
+    img.header.set_intent("vector", (), name="displacement mm")
+    return _write(Path(path), img)
+
+
 def save_volume(path: PathLike, data: np.ndarray, affine: np.ndarray) -> Path:
     """Write `data` (3-D, or 4-D with vectors last) with `affine` (mm) atomically; returns the path written.
 
@@ -135,13 +183,7 @@ def save_volume(path: PathLike, data: np.ndarray, affine: np.ndarray) -> Path:
     complete, so a crash never leaves a truncated .nii.gz that later loads as garbage.
     """
     target = Path(path)
-    name = target.name.lower()
-    if name.endswith(".nii.gz"):
-        suffix = ".nii.gz"
-    elif name.endswith(".nii"):
-        suffix = ".nii"
-    else:
-        raise DataError("output name must end in .nii or .nii.gz", target)
+    _nifti_suffix(target)
     arr = np.asarray(data)
     if arr.ndim not in (3, 4):
         raise ValueError(f"save_volume expects a 3-D or 4-D array, got shape {arr.shape}")
@@ -149,8 +191,4 @@ def save_volume(path: PathLike, data: np.ndarray, affine: np.ndarray) -> Path:
     if affine.shape != (4, 4):
         raise ValueError(f"affine must be 4x4, got {affine.shape}")
     arr = arr.astype(np.int16 if np.issubdtype(arr.dtype, np.integer) else np.float32, copy=False)
-    img = nib.Nifti1Image(arr, affine)
-    img.header.set_xyzt_units("mm")
-    with atomic_file(target, suffix=suffix) as tmp:
-        nib.save(img, str(tmp))
-    return target
+    return _write(target, nib.Nifti1Image(arr, affine))

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .nifti import check_same_grid, load_label_map, load_volume
+from .native import NativeGrid
+from .nifti import Volume, check_same_grid, load_label_map, load_volume
+from .orientation import resample_onto
 from .preprocess import GridTransform, preprocess_pair
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "learn2reg_oasis_pairs",
     "neurite_oasis_pairs",
     "pair_from_files",
+    "read_pair_list",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -43,7 +46,8 @@ class RegistrationPair:
     """Fixed and moving images (float32 in [0, 1]) with label maps (int16 or None) on the network grid.
 
     `affine` maps network-grid voxels to world mm; `transform` (None for the embedded pairs, which are born on
-    the network grid) maps results back to the input files' grid with `preprocess.restore_to_grid`.
+    the network grid) maps results back to the input files' grid with `preprocess.restore_to_grid`; `native` holds
+    the pair on the fixed file's grid (None for the embedded pairs), where outputs are written and scores taken.
     """
 
     fixed: np.ndarray
@@ -53,6 +57,7 @@ class RegistrationPair:
     affine: np.ndarray
     name: str
     transform: GridTransform | None = None
+    native: NativeGrid | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class PairFiles:
     fixed_labels: Path | None
     moving_labels: Path | None
     name: str
+    fixed_mask: Path | None = None
+    moving_mask: Path | None = None
 
 
 # ----------------------------------------------------------------------------------------------- file layouts
@@ -79,7 +86,9 @@ def _find_dataset_json(root: Path) -> Path:
         return preferred
     found = sorted(root.glob("*_dataset.json"))
     if len(found) != 1:
-        raise DataError("expected OASIS_dataset.json (Learn2Reg layout) in this folder", root)
+        what = "none" if not found else ", ".join(p.name for p in found)
+        raise DataError(f"expected exactly one *_dataset.json (Learn2Reg layout, e.g. OASIS_dataset.json) in this "
+                        f"folder, found {what}", root)
     return found[0]
 
 
@@ -166,50 +175,118 @@ def learn2reg_pair_files(root: PathLike, split: str = "val") -> list[PairFiles]:
             else:
                 guess = (base / entry[role].replace("imagesTr", "labelsTr")).resolve()
                 labels.append(guess if "imagesTr" in entry[role] and guess.is_file() else None)
+        masks = [_guess_beside(base, entry[role], "masksTr") for role in ("fixed", "moving")]
         name = f"{_stem(entry['fixed'])}<-{_stem(entry['moving'])}"
-        pairs.append(PairFiles(paths[0], paths[1], labels[0], labels[1], name))
+        pairs.append(PairFiles(paths[0], paths[1], labels[0], labels[1], name, masks[0], masks[1]))
+    return pairs
+
+
+def _guess_beside(base: Path, image_rel: str, folder: str) -> Path | None:
+    """The file of the same name in `folder` instead of imagesTr (Learn2Reg's masksTr/), when it exists."""
+    if "imagesTr" not in image_rel:
+        return None
+    guess = (base / image_rel.replace("imagesTr", folder)).resolve()
+    return guess if guess.is_file() else None
+
+
+def read_pair_list(path: PathLike) -> list[tuple[str, str]]:
+    """(fixed, moving) subject names, one pair a line ("FIXED MOVING", whitespace or comma separated; # comments)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"pair list not readable ({type(err).__name__})", p) from None
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split("#", 1)[0].replace(",", " ").split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise DataError(f"line {number}: expected 'FIXED MOVING', got {line.strip()!r}", p)
+        pairs.append((fields[0], fields[1]))
+    if not pairs:
+        raise DataError("pair list names no pair", p)
     return pairs
 
 
 def neurite_oasis_pair_files(
-    root: PathLike, image: str = "aligned_norm.nii.gz", labels: str = "aligned_seg35.nii.gz"
+    root: PathLike, image: str = "aligned_norm.nii.gz", labels: str = "aligned_seg35.nii.gz",
+    pair_list: PathLike | None = None,
 ) -> list[PairFiles]:
-    """Consecutive-subject pairs (s0<-s1, s1<-s2, ...) of a neurite-oasis folder (one folder per subject)."""
+    """Pairs of a neurite-oasis folder (one folder per subject): every ordered pair of distinct subjects (s0<-s1,
+    s1<-s0, s0<-s2, ...; n (n - 1) pairs), or the pairs a `pair_list` file names (`read_pair_list`)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError("dataset folder not found", root)
-    subjects = sorted(d for d in root.iterdir() if d.is_dir() and (d / image).is_file())
+    subjects = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and (d / image).is_file()}
     if len(subjects) < 2:
         raise DataError(f"found {len(subjects)} subject folder(s) with {image}; need at least 2", root)
 
     def lab(d: Path) -> Path | None:
         return d / labels if (d / labels).is_file() else None
 
-    return [
-        PairFiles(a / image, b / image, lab(a), lab(b), f"{a.name}<-{b.name}")
-        for a, b in zip(subjects, subjects[1:], strict=False)
-    ]
+    if pair_list is None:
+        names = [(a, b) for a in subjects for b in subjects if a != b]
+    else:
+        names = read_pair_list(pair_list)
+        for fixed, moving in names:
+            for name in (fixed, moving):
+                if name not in subjects:
+                    raise DataError(f"names subject {name!r}, which has no folder with {image} in {root}", pair_list)
+    return [PairFiles(subjects[a] / image, subjects[b] / image, lab(subjects[a]), lab(subjects[b]), f"{a}<-{b}")
+            for a, b in names]
+
+
+def _onto(volume: Volume | None, fixed: Volume, order: int) -> np.ndarray | None:
+    """A volume's data on the fixed grid: itself when it is already there, else resampled through world mm."""
+    if volume is None:
+        return None
+    if volume.shape == fixed.shape and np.allclose(volume.affine, fixed.affine, atol=1e-4, rtol=0.0):
+        return volume.data
+    return resample_onto(volume.data, volume.affine, fixed.affine, fixed.shape, order)
+
+
+def _load_companion(path: Path | None, image: Volume) -> Volume | None:
+    """A label map or brain mask, which must lie on its own image's grid."""
+    if path is None:
+        return None
+    companion = load_label_map(path)
+    check_same_grid(companion, image)
+    return companion
 
 
 def load_pair(
-    files: PairFiles, target_shape: Sequence[int] | None = None, multiple: int = 1
+    files: PairFiles, target_shape: Sequence[int] | None = None, multiple: int = 1, resolution: float | None = None
 ) -> RegistrationPair:
-    """Load, check (grids, labels) and preprocess one pair onto the network grid."""
+    """Load (canonical RAS+ order), check (grids, labels, masks) and preprocess one pair onto the network grid.
+
+    Fixed and moving must share one grid unless `resolution` (mm) is given: then the moving image, its labels and
+    mask are resampled onto the fixed grid through world mm (a stated step, `native.moving_resampled`).
+    """
     fixed, moving = load_volume(files.fixed), load_volume(files.moving)
-    check_same_grid(fixed, moving)
-    labs = []
-    for path, image in ((files.fixed_labels, fixed), (files.moving_labels, moving)):
-        if path is None:
-            labs.append(None)
-            continue
-        lab = load_label_map(path)
-        check_same_grid(lab, image)
-        labs.append(lab)
-    pre = preprocess_pair(
-        fixed, moving, target_shape, multiple=multiple, fixed_labels=labs[0], moving_labels=labs[1]
+    if resolution is None:
+        try:
+            check_same_grid(moving, fixed)
+        except DataError as err:
+            raise DataError(f"{err.message}; pass --resolution MM to resample both onto one grid", err.path) from None
+    fixed_labels, moving_labels = (_load_companion(files.fixed_labels, fixed),
+                                   _load_companion(files.moving_labels, moving))
+    fixed_mask, moving_mask = _load_companion(files.fixed_mask, fixed), _load_companion(files.moving_mask, moving)
+    moving_data = _onto(moving, fixed, 1)
+    assert moving_data is not None and moving.orientation is not None and fixed.orientation is not None
+    native = NativeGrid(
+        affine=fixed.affine, orientation=fixed.orientation, moving=moving_data,
+        fixed_labels=None if fixed_labels is None else fixed_labels.data,
+        moving_labels=_onto(moving_labels, fixed, 0),
+        fixed_mask=None if fixed_mask is None else fixed_mask.data, moving_mask=_onto(moving_mask, fixed, 0),
+        moving_resampled=moving_data is not moving.data, moving_orientation=moving.orientation.code,
+        requested_resolution=resolution,
     )
+    pre = preprocess_pair(fixed, Volume(moving_data, fixed.affine, fixed.spacing, moving.path), target_shape,
+                          multiple=multiple, fixed_labels=native.fixed_labels, moving_labels=native.moving_labels,
+                          resolution=resolution)
     return RegistrationPair(
-        pre.fixed, pre.moving, pre.fixed_labels, pre.moving_labels, pre.affine, files.name, pre.transform
+        pre.fixed, pre.moving, pre.fixed_labels, pre.moving_labels, pre.affine, files.name, pre.transform, native
     )
 
 
@@ -236,8 +313,9 @@ def pair_from_files(
     moving_labels: PathLike | None = None,
     target_shape: Sequence[int] | None = None,
     multiple: int = 1,
+    resolution: float | None = None,
 ) -> RegistrationPair:
-    """Any two NIfTI images on the same grid (and optional label maps on that grid) as one pair."""
+    """Any two NIfTI images (one grid, or any two with `resolution`) and optional label maps on their images' grids."""
     files = PairFiles(
         Path(fixed_path),
         Path(moving_path),
@@ -245,4 +323,4 @@ def pair_from_files(
         None if moving_labels is None else Path(moving_labels),
         f"{_stem(fixed_path)}<-{_stem(moving_path)}",
     )
-    return load_pair(files, target_shape, multiple)
+    return load_pair(files, target_shape, multiple, resolution)

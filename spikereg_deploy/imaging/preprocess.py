@@ -30,6 +30,7 @@ __all__ = [
     "shape_for",
     "foreground_box",
     "plan_grid",
+    "plan_grid_at_resolution",
     "apply_grid",
     "fit_to_shape",
     "restore_to_grid",
@@ -136,6 +137,33 @@ def plan_grid(
     return GridTransform(shape3, start, stop, resampled, pad, target)  # type: ignore[arg-type]
 
 
+def plan_grid_at_resolution(
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    resolution: float,
+    multiple: int = 1,
+    crop: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> GridTransform:
+    """Plan crop, resampling to `resolution` mm voxels and pad to sizes that are multiples of `multiple`.
+
+    Each axis gets its own factor (input spacing / resolution, sizes rounded to whole voxels), so the network grid is
+    isotropic in mm whatever the input's voxels; it may enlarge as well as shrink, because the user asked for that
+    spacing. The spacing actually reached is `input spacing x scale` (rounding makes it differ slightly).
+    """
+    if not resolution > 0:
+        raise DataError(f"--resolution must be a positive number of mm, got {resolution}")
+    shape3 = tuple(int(n) for n in shape)
+    start, stop = crop if crop is not None else ((0, 0, 0), shape3)
+    start, stop = tuple(int(n) for n in start), tuple(int(n) for n in stop)
+    if any(not 0 <= a < b <= n for a, b, n in zip(start, stop, shape3, strict=True)):
+        raise ValueError(f"crop box {start}..{stop} is not inside {shape3}")
+    size = [b - a for a, b in zip(start, stop, strict=True)]
+    resampled = tuple(max(1, int(round(c * float(s) / resolution))) for c, s in zip(size, spacing, strict=True))
+    target = shape_for(resampled, multiple)
+    pad = tuple((t - r) // 2 for t, r in zip(target, resampled, strict=True))
+    return GridTransform(shape3, start, stop, resampled, pad, target)  # type: ignore[arg-type]
+
+
 def _zoom(array: np.ndarray, out_shape: Sequence[int], order: int, antialias: bool) -> np.ndarray:
     if tuple(array.shape) == tuple(out_shape):
         return array
@@ -191,7 +219,8 @@ def restore_to_grid(array: np.ndarray, transform: GridTransform, kind: Kind = "i
 
     kind="image": linear; "labels": nearest; "displacement": array (3, D, H, W) in network voxels, resampled
     linearly and each component multiplied by that axis's scale so vectors are in input voxels. Outside the
-    crop box images and labels are 0 and displacements are 0 (identity).
+    crop box images and labels are 0; displacements take the value at the nearest box face (edge extension), so
+    the field is defined on the whole grid and a zero band at the faces cannot fold the transform there.
     """
     array = np.asarray(array)
     target = transform.target_shape
@@ -206,10 +235,12 @@ def restore_to_grid(array: np.ndarray, transform: GridTransform, kind: Kind = "i
     )
     sl = tuple(slice(a, b) for a, b in zip(transform.crop_start, transform.crop_stop, strict=True))
     if vector:
+        outside = [(a, n - b) for a, b, n in zip(transform.crop_start, transform.crop_stop, transform.original_shape,
+                                                  strict=True)]
         out = np.zeros((3, *transform.original_shape), dtype=np.float32)
         for i in range(3):
             comp = _zoom(array[i][inner].astype(np.float32), transform.crop_shape, 1, antialias=False)
-            out[i][sl] = comp * transform.scale[i]
+            out[i] = np.pad(comp * np.float32(transform.scale[i]), outside, mode="edge")
         return out
     order = 0 if kind == "labels" else 1
     work = array[inner] if order == 0 else array[inner].astype(np.float32)
@@ -244,12 +275,14 @@ def preprocess_pair(
     fixed_labels: object | None = None,
     moving_labels: object | None = None,
     crop_foreground: bool = True,
+    resolution: float | None = None,
 ) -> PreparedPair:
     """The one preprocessing path for training, simulation and evaluation (see the module docstring).
 
     `fixed`/`moving` are `nifti.Volume`s or arrays on the same grid; labels likewise. Both images are
     normalised separately (each scan has its own intensity scale) and share one GridTransform (so the
-    displacement field relates the same voxels in both).
+    displacement field relates the same voxels in both). `resolution` (mm) plans the network grid at that spacing
+    (`plan_grid_at_resolution`) instead of fitting it to `target_shape`.
     """
     if isinstance(fixed, Volume) and isinstance(moving, Volume):
         check_same_grid(fixed, moving)
@@ -276,7 +309,11 @@ def preprocess_pair(
         labs.append(arr.astype(np.int16, copy=False))
     fn, mn = normalize_intensity(f), normalize_intensity(m)
     crop = foreground_box(fn, mn) if crop_foreground else None
-    transform = plan_grid(f.shape, target_shape, multiple, crop)
+    if resolution is None:
+        transform = plan_grid(f.shape, target_shape, multiple, crop)
+    else:
+        spacing = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+        transform = plan_grid_at_resolution(f.shape, spacing, resolution, multiple, crop)
     return PreparedPair(
         fixed=apply_grid(fn, transform, 1).astype(np.float32),
         moving=apply_grid(mn, transform, 1).astype(np.float32),

@@ -66,29 +66,46 @@ class FileSource(PairSource):
     """Pairs listed from a dataset folder (the whole list is checked on opening), loaded and preprocessed one by one."""
 
     def __init__(self, name: str, files: Sequence[PairFiles], target_shape: Sequence[int] | None = None,
-                 multiple: int = 1) -> None:
+                 multiple: int = 1, resolution: float | None = None) -> None:
         self.name, self.files = name, tuple(files)
         self.target_shape = None if target_shape is None else tuple(int(n) for n in target_shape)
-        self.multiple = int(multiple)
+        self.multiple, self.resolution = int(multiple), resolution
 
     def __len__(self) -> int:
         return len(self.files)
 
     def _build(self, index: int) -> RegistrationPair:
-        return load_pair(self.files[index], self.target_shape, self.multiple)
+        return load_pair(self.files[index], self.target_shape, self.multiple, self.resolution)
 
 
 SYNTHETIC_SOURCES: dict[str, PairFactory] = {"embedded": embedded_pair, "cross": cross_template_pair}
-FILE_LAYOUTS: dict[str, Callable[[str], list[PairFiles]]] = {
-    "l2r": learn2reg_pair_files,  # Learn2Reg OASIS validation pairs
-    "neurite": neurite_oasis_pair_files,  # consecutive subjects of a neurite-oasis folder
+
+
+def _l2r(root: str, split: str, pair_list: str | None) -> list[PairFiles]:
+    if pair_list is not None:
+        raise DataError("--pair-list applies to neurite:ROOT folders; Learn2Reg pairs come from its dataset JSON "
+                        "(choose them with --split)")
+    return learn2reg_pair_files(root, split)
+
+
+def _neurite(root: str, split: str, pair_list: str | None) -> list[PairFiles]:
+    if split != "val":
+        raise DataError(f"--split {split}: a neurite-oasis folder has no splits; name pairs with --pair-list FILE")
+    return neurite_oasis_pair_files(root, pair_list=pair_list)
+
+
+FILE_LAYOUTS: dict[str, Callable[[str, str, str | None], list[PairFiles]]] = {  # (root, split, pair list)
+    "l2r": _l2r,  # Learn2Reg OASIS: the split's pairs from its *_dataset.json
+    "neurite": _neurite,  # neurite-oasis: every ordered pair of subjects, or a pair-list file
 }
 
 
 def open_source(spec: str, shape: Sequence[int], seed: int = 0, count: int = 8, multiple: int = 1,
-                config: SynthConfig | None = None) -> PairSource:
+                config: SynthConfig | None = None, *, split: str = "val", pair_list: str | None = None,
+                resolution: float | None = None) -> PairSource:
     """The pair source a user names: a synthetic kind (`count` pairs from `seed` on the `shape` grid) or
-    `LAYOUT:ROOT` (every pair the dataset lists, resampled to `shape` in sizes that are multiples of `multiple`)."""
+    `LAYOUT:ROOT` (every pair of the dataset's `split` or `pair_list`, resampled to `shape`, or to `resolution` mm,
+    in sizes that are multiples of `multiple`)."""
     if spec in SYNTHETIC_SOURCES:
         return SyntheticSource(spec, SYNTHETIC_SOURCES[spec], count, shape, seed, config)
     layout, _, root = spec.partition(":")
@@ -96,4 +113,4 @@ def open_source(spec: str, shape: Sequence[int], seed: int = 0, count: int = 8, 
         raise DataError(f"data source {spec!r}: use {SOURCE_SPECS}")
     if layout not in FILE_LAYOUTS:
         raise DataError(f"data source {spec!r}: unknown kind {layout!r} (use {SOURCE_SPECS})")
-    return FileSource(spec, FILE_LAYOUTS[layout](root), shape, multiple)
+    return FileSource(spec, FILE_LAYOUTS[layout](root, split, pair_list), shape, multiple, resolution)
