@@ -69,20 +69,20 @@ def pair_metrics(pair: RegistrationPair, disp: np.ndarray) -> dict[str, Any]:
         raise SpikeRegError(f"pair {pair.name} has no label maps: Dice needs them")
     fixed_labels, moving_labels, grid_disp, spacing, fixed_mask, moving_mask = _scoring_grid(pair, disp)
     warped = warp_labels(moving_labels, grid_disp)
-    mask_dice = float("nan")
-    if fixed_mask is not None and moving_mask is not None:
-        mask_dice = float(dice_per_label(fixed_mask != 0, warp_labels(moving_mask, grid_disp) != 0, labels=[1])[0])
+    row: dict[str, Any] = {}
+    if fixed_mask is not None and moving_mask is not None:  # a key only when there are masks: JSON has no NaN
+        row["mask_dice"] = float(dice_per_label(fixed_mask != 0, warp_labels(moving_mask, grid_disp) != 0,
+                                                labels=[1])[0])
     return {
         "scored_on": "network grid" if grid_disp is disp else "native fixed label grid",
         "dice": float(np.nanmean(dice_per_label(fixed_labels, warped, moving=moving_labels))),
         "dice_before": float(np.nanmean(dice_per_label(fixed_labels, moving_labels))),
         "hd95": float(hd95(fixed_labels, warped, spacing)),
-        "mask_dice": mask_dice,
         "sdlogj_learn2reg": float(sdlogj_learn2reg(disp)),
         "sdlogj_textbook": float(sdlogj_textbook(disp)),
         "fraction_jacobian_nonpositive": float(fraction_nonpositive_jacobian(disp)),
         "count_jacobian_nonpositive": int(count_nonpositive_jacobian(disp)),
-    }
+    } | row
 
 
 def aggregate(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -154,7 +154,8 @@ def evaluate(pairs: Iterable[RegistrationPair], predictors: Sequence[Predictor],
 
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    fields = list(dict.fromkeys(key for row in rows for key in row))  # mask_dice only where a pair had masks
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
