@@ -95,3 +95,24 @@ def test_neurite_pair_list_and_resolution(tmp_path, small_net, capsys):
     assert "--resolution 4.0 mm" in capsys.readouterr().out
     code = evaluate_cli.main([str(small_net), "--data", "embedded", "--resolution", "4", "-o", str(tmp_path / "x")])
     assert code == 2 and "--resolution applies to file pairs" in capsys.readouterr().err
+
+
+def test_scores_of_a_permuted_copy_are_equal(tmp_path, small_net, stored_as):
+    """The same Learn2Reg folder stored in another voxel order (identical in world space) scores the same."""
+    make_l2r(tmp_path / "a")
+    for path in sorted((tmp_path / "a").rglob("*.nii.gz")):
+        img = nib.load(str(path))
+        data, affine = stored_as(np.asarray(img.dataobj), img.affine, (2, 0, 1), (False, True, True))
+        _save_with(tmp_path / "b" / path.relative_to(tmp_path / "a"), data, affine)
+    (tmp_path / "b" / "MyData_dataset.json").write_text((tmp_path / "a" / "MyData_dataset.json").read_text())
+    rows = []
+    for name in ("a", "b"):
+        assert evaluate_cli.main([str(small_net), "--data", f"l2r:{tmp_path / name}", "--input-shape", "16", "16",
+                                  "16", "-o", str(tmp_path / f"out_{name}")]) == 0
+        rows.append(json.loads((tmp_path / f"out_{name}" / "evaluation.json").read_text())["per_pair"])
+    assert rows[0] == rows[1]
+
+
+def _save_with(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, affine), str(path))
