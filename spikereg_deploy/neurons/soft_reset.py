@@ -67,11 +67,9 @@ class SoftResetNeuron(NeuronModel):
         self._check_int("i_decay", 0, DECAY_UNITY)
         self._check_int("v_decay", 0, DECAY_UNITY)
         self._check_spike_fields()
-        flag = self.half_threshold_start
-        if not isinstance(flag, bool) and type(flag).__name__ != "bool_":
-            raise NeuronParamError("half_threshold_start",
-                                   f"neuron half_threshold_start must be a boolean, got {flag!r}")
-        object.__setattr__(self, "half_threshold_start", bool(flag))
+        if not isinstance(self.half_threshold_start, bool):
+            raise NeuronParamError("half_threshold_start", "neuron half_threshold_start must be a boolean, got "
+                                                           f"{self.half_threshold_start!r}")
         if self.half_threshold_start and self.v_decay != 0:
             raise NeuronParamError("half_threshold_start",
                                    f"a half-threshold start needs vDecay 0 (got {self.v_decay}): a leaking start "

@@ -43,31 +43,37 @@ class SoftResetSlayerNeuron(torch.nn.Module):
     def forward(self, synaptic_input: torch.Tensor) -> torch.Tensor:
         """(N, C, ..., T) float input current in weight units -> spikes (same shape and dtype, 0 or 1)."""
         self.shape = tuple(synaptic_input.shape[1:-1])
-        spikes, voltage = self._integer_trace(synaptic_input.detach())
-        spikes = spikes.to(synaptic_input.dtype)
-        if not (torch.is_grad_enabled() and synaptic_input.requires_grad):
+        differentiate = torch.is_grad_enabled() and synaptic_input.requires_grad
+        with torch.no_grad():
+            spikes, exact_v = self._integer_trace(synaptic_input, with_voltage=differentiate)
+        if not differentiate:
             return spikes
         from lava.lib.dl.slayer.neuron.cuba import SCALE_RHO_MULT, TAU_RHO_MULT
         from lava.lib.dl.slayer.spike.spike import Spike
 
+        assert exact_v is not None
         linear = self._linear_voltage(synaptic_input)
-        exact_v = voltage.to(synaptic_input.dtype) / STATE_SCALE
         at_exact = linear + (exact_v - linear).detach()  # the exact voltage's value, the linear filter's gradient
         surrogate = Spike.apply(at_exact, self._threshold, self.tau_rho * TAU_RHO_MULT,
                                 self.scale_rho * SCALE_RHO_MULT, False, 0, 1)
         return spikes + (surrogate - surrogate.detach())  # x - x is exactly 0: the forward stays the integer one
 
-    def _integer_trace(self, synaptic_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Spikes (bool) and pre-reset voltages (int64) of the integer step over the last (time) axis."""
+    def _integer_trace(self, synaptic_input: torch.Tensor,
+                       with_voltage: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Spikes and (if asked) pre-reset voltages (float, SLAYER's units: exact, a 24-bit integer / 2^12 fits
+        float32) of the integer step over the last (time) axis; one step at a time, to hold no int64 copy of T."""
         model = self.integer_model()
-        a_in = torch.round(synaptic_input.double() * WEIGHT_SCALE).to(torch.int64)
-        state = model.init_state(tuple(a_in.shape[:-1]), torch)
-        spikes, voltages = [], []
-        for t in range(a_in.shape[-1]):
-            state, fired = model.step(state, a_in[..., t])
-            spikes.append(fired)
-            voltages.append(state[1] + fired * model.threshold_state)
-        return torch.stack(spikes, -1), torch.stack(voltages, -1)
+        dtype = synaptic_input.dtype
+        state = model.init_state(tuple(synaptic_input.shape[:-1]), torch)
+        spikes = torch.empty_like(synaptic_input)
+        voltages = torch.empty_like(synaptic_input) if with_voltage else None
+        for t in range(synaptic_input.shape[-1]):
+            a_in = torch.round(synaptic_input[..., t].double() * WEIGHT_SCALE).to(torch.int64)
+            state, fired = model.step(state, a_in)
+            spikes[..., t] = fired.to(dtype)
+            if voltages is not None:
+                voltages[..., t] = (state[1] + fired * model.threshold_state).to(dtype) / STATE_SCALE
+        return spikes, voltages
 
     def _linear_voltage(self, synaptic_input: torch.Tensor) -> torch.Tensor:
         """The voltage without reset or integer rounding: what SLAYER differentiates (its leaky integrators)."""
