@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import SpikeRegError
 from .network import LayerSpec, NetworkSpec
-from .neurons import NeuronModel, registry
+from .neurons import NeuronModel, NeuronParamError, registry
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,13 @@ class UNetConfig:
             raise SpikeRegError(f"half_threshold_start must be true or false, got {self.half_threshold_start!r}")
         if self.half_threshold_start and "half_threshold_start" not in model.hyperparameters:
             raise SpikeRegError(f"half_threshold_start needs a neuron model that has it, not {self.neuron_model}")
-        self.neuron_for("")  # the model's own checks (e.g. CUBA-SR's half start needs voltage_decay = 0)
+        try:
+            self.neuron_for("")  # the model's own checks, e.g. CUBA-SR's half start needs vDecay 0
+        except NeuronParamError as err:
+            if err.param != "half_threshold_start":
+                raise
+            raise SpikeRegError(f"half_threshold_start needs voltage_decay = 0 (got {self.voltage_decay}): "
+                                f"{err.message}") from None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

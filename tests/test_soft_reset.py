@@ -344,3 +344,30 @@ def test_net_with_a_leaking_half_start_refused_in_one_line(tmp_path, small_confi
     message = str(err.value)
     assert "\n" not in message and message.startswith(str(path))
     assert "layer/2/neuron: field 'halfThresholdStart': a half-threshold start needs vDecay 0" in message
+
+
+@pytest.mark.slow
+def test_conversion_and_fine_tuning_with_soft_reset():
+    """Conversion calibrates CUBA-SR thresholds (the half start follows them), fine-tuning lowers the loss, and the
+    trained model is still exactly what the reference engine runs."""
+    from spikereg_deploy.training.ann import AnnUNet
+    from spikereg_deploy.training.conversion import convert
+    from spikereg_deploy.training.train import TrainConfig, training_step
+
+    torch.manual_seed(2)
+    config = UNetConfig(encoder=(4, 8, 8), decoder=(8, 4, 4), time_steps=3, **QCFS, half_threshold_start=True)
+    ann = AnnUNet(config)
+    images = torch.nn.functional.avg_pool3d(torch.rand(2, 2, 16, 16, 16, generator=torch.Generator().manual_seed(2)),
+                                            5, 1, 2)
+    snn, report = convert(ann, images, bisection_steps=4)
+    assert all(isinstance(snn.spec.layer(r.name).neuron, SoftResetNeuron) for r in report)
+    assert {snn.spec.layer(r.name).neuron.vth_mant for r in report} != {64}  # calibrated, not the default
+    cfg = TrainConfig(stage="snn", lr=3e-3, sparsity_weight=0.1, reg_weight=0.1, ncc_window=5)
+    opt = torch.optim.Adam(snn.train().parameters(), lr=cfg.lr)
+    losses = [float(training_step(snn, opt, images[:, :1], images[:, 1:], cfg)[0]) for _ in range(8)]
+    assert min(losses[-3:]) < losses[0]
+    with torch.no_grad():
+        result = snn.eval()(images[:1])
+    run = IntegerNetwork(snn.spec, snn.integer_weights()).run(images[0].numpy(), record_spikes=True)
+    for name, spikes in result.spikes.items():
+        np.testing.assert_array_equal(np.moveaxis(spikes[0].numpy() > 0, -1, 0), np.stack(run.spikes[name]))
