@@ -332,12 +332,20 @@ def _summary_neuron(neuron: NeuronModel) -> dict[str, Any]:
     return fields
 
 
+#: `neuron/` fields the summary's neuron column shows as iDecay/vDecay/vThMant (or leaves out: refDelay is always 1).
+_CELL_FIELDS = ("type", "iDecay", "vDecay", "vThMant", "refDelay")
+
+
 def _neuron_cell(neuron: dict[str, Any] | None) -> str:
-    """iDecay/vDecay/vThMant; a model without decays shows '-' for them and its type."""
+    """iDecay/vDecay/vThMant; a model without decays shows '-' for them; a non-CUBA one its type and any field of
+    its own (e.g. `halfThresholdStart=True`)."""
     if neuron is None:
         return "-"
     cell = "/".join(str(neuron.get(key, "-")) for key in ("iDecay", "vDecay", "vThMant"))
-    return f"{cell} ({neuron['type']})" if "type" in neuron else cell
+    if "type" not in neuron:
+        return cell
+    extra = [f"{key}={value}" for key, value in neuron.items() if key not in _CELL_FIELDS]
+    return f"{cell} ({', '.join([neuron['type'], *extra])})"
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:

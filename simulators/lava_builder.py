@@ -1,12 +1,15 @@
 """Turn a network (spec + integer weights) into a Lava process graph, run it on the CPU, and gather the counts.
 
-Each layer becomes the process its neuron model builds (`lava_process`: a lava-nc `LIF` for CUBA and IF); each edge
+Each layer becomes the process its neuron model builds (`lava_process`: a lava-nc `LIF` for CUBA and IF, the project's
+own process from `lava_models/` where lava-nc has none, e.g. CUBA-SR); each edge
 of the graph becomes its own `Conv3dSynapse` feeding the neurons' input port, which sums them: a skip concatenation
 costs no copy, as on Loihi. Skip synapses carry the axonal delay the description gives them, so the run equals the
 model's computation shifted by each layer's depth.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,6 +37,16 @@ class LavaRun:
     spikes: dict[str, list[np.ndarray]] | None = None  # model-aligned (shift removed), if recorded
 
 
+def load_lava_processes() -> None:
+    """Import every module of `lava_models/` under its package name, so that the project's own neuron processes
+    register with their neuron models (`register_lava_process`): the core imports no stage, so it cannot fetch them.
+    """
+    from . import lava_models
+
+    for info in pkgutil.iter_modules(lava_models.__path__):
+        importlib.import_module(f"{lava_models.__name__}.{info.name}")
+
+
 def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarray, *, tag: str = "fixed_pt",
              record_spikes: bool = False, progress: bool = True, workdir: str | None = None) -> LavaRun:
     """Build the process graph for one (C, D, H, W) image in [0, 1], run T + depth steps, return counts."""
@@ -42,6 +55,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
 
     from .lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator
 
+    load_lava_processes()
     check_lava_tag(tag)  # before any process is built
     torch.set_num_threads(1)  # before Lava forks: a started torch thread pool hangs the children
     net = IntegerNetwork(spec, weights)  # validates weights and splits them per edge

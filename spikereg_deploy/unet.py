@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import SpikeRegError
 from .network import LayerSpec, NetworkSpec
-from .neurons import NeuronModel, registry
+from .neurons import NeuronModel, NeuronParamError, registry
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class UNetConfig:
     #: NetX type of every spiking layer's neuron (`spikereg_deploy.neurons`); checkpoints without it are CUBA.
     #: The decays above are read only by models that have them (`hyperparameters`: CUBA's, not IF's).
     neuron_model: str = "CUBA"
+    #: Start every inference with the membrane at half the threshold (QCFS's shift); only for models that have it
+    #: (`CUBA-SR`, which then needs voltage_decay = 0).
+    half_threshold_start: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder", tuple(int(c) for c in self.encoder))
@@ -56,7 +59,18 @@ class UNetConfig:
             raise SpikeRegError("decays must be in (0, 1] (current) and [0, 1] (voltage)")
         if self.threshold <= 0 or self.readout_gain <= 0:
             raise SpikeRegError("threshold and readout_gain must be positive")
-        registry.neuron_model(self.neuron_model)  # a one-line error naming the known types
+        model = registry.neuron_model(self.neuron_model)  # a one-line error naming the known types
+        if not isinstance(self.half_threshold_start, bool):
+            raise SpikeRegError(f"half_threshold_start must be true or false, got {self.half_threshold_start!r}")
+        if self.half_threshold_start and "half_threshold_start" not in model.hyperparameters:
+            raise SpikeRegError(f"half_threshold_start needs a neuron model that has it, not {self.neuron_model}")
+        try:
+            self.neuron_for("")  # the model's own checks, e.g. CUBA-SR's half start needs vDecay 0
+        except NeuronParamError as err:
+            if err.param != "half_threshold_start":
+                raise
+            raise SpikeRegError(f"half_threshold_start needs voltage_decay = 0 (got {self.voltage_decay}): "
+                                f"{err.message}") from None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

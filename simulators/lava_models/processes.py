@@ -1,8 +1,8 @@
 """Lava processes for what lava-nc lacks: a 3-D (transposed) conv synapse, the analog input and the readout.
 
 Lava imports every module in this folder to discover process models, so this folder holds only processes and their
-models (docs/hardware-facts.md, "Lava runtime"). Neurons are lava-nc's own CUBA `LIF`: its bit-accurate model is
-Loihi's integer arithmetic.
+models (docs/hardware-facts.md, "Lava runtime"). CUBA and IF neurons are lava-nc's own `LIF`: its bit-accurate
+model is Loihi's integer arithmetic; the soft-reset neuron, which lava-nc lacks, is in `soft_reset.py`.
 """
 from __future__ import annotations
 

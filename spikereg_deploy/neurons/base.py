@@ -44,7 +44,7 @@ class NeuronModel(ABC):
     netx_fields: ClassVar[dict[str, tuple[str, type]]]
     #: Names of the integer state arrays `init_state` returns and `step` takes, in that order.
     state_names: ClassVar[tuple[str, ...]]
-    #: `UNetConfig` float fields that `from_float` reads besides the threshold (SLAYER's hyper-parameters).
+    #: `UNetConfig` fields that `from_float` reads besides the threshold (SLAYER's hyper-parameters, flags).
     hyperparameters: ClassVar[tuple[str, ...]] = ()
     #: Bits one output event carries: 1 = binary spike.
     payload_bits: ClassVar[int] = 1
@@ -138,6 +138,26 @@ class NeuronModel(ABC):
     @abstractmethod
     def lava_process(self, shape: tuple[int, ...], tag: str, name: str) -> Any:
         """A lava-nc process with an `a_in` port (integer synaptic input) and an `s_out` port (spikes) for `tag`."""
+
+
+#: NetX neuron type -> the project's own Lava process class for it, filled by the simulators stage when it imports
+#: its process library (`simulators/lava_models/`): the core imports no stage, so the stage hands the class in.
+_LAVA_PROCESSES: dict[str, type] = {}
+
+
+def register_lava_process(netx_type: str, process_class: type) -> None:
+    """Make `process_class` the Lava process of neuron type `netx_type` (called by the stage that defines it)."""
+    _LAVA_PROCESSES[netx_type] = process_class
+
+
+def registered_lava_process(netx_type: str, layer: str) -> type:
+    """The registered Lava process class for `netx_type`, or a one-line error naming the layer."""
+    try:
+        return _LAVA_PROCESSES[netx_type]
+    except KeyError:
+        raise SpikeRegError(f"layer {layer!r}: no Lava process is registered for neuron type {netx_type!r} "
+                            "(the simulators stage registers its own processes when it loads "
+                            "simulators/lava_models/)") from None
 
 
 def check_lava_tag(tag: str) -> None:

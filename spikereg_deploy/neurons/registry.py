@@ -9,8 +9,9 @@ from ..errors import SpikeRegError
 from .base import NeuronModel
 from .cuba import CubaNeuron
 from .if_neuron import IfNeuron
+from .soft_reset import SoftResetNeuron
 
-_MODELS: dict[str, type[NeuronModel]] = {model.netx_type: model for model in (CubaNeuron, IfNeuron)}
+_MODELS: dict[str, type[NeuronModel]] = {model.netx_type: model for model in (CubaNeuron, IfNeuron, SoftResetNeuron)}
 
 #: Known NetX neuron types, in registration order.
 NEURON_TYPES: tuple[str, ...] = tuple(_MODELS)
