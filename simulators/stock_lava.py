@@ -131,8 +131,10 @@ def run_stock_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.sparse.process import DelaySparse, Sparse
 
+    from .lava_builder import load_lava_processes
     from .lava_models.processes import ReadoutAccumulator
 
+    load_lava_processes()  # the project's own neuron processes (e.g. CUBA-SR) register with their models
     net = IntegerNetwork(spec, weights)
     geo = spec.geometry(image.shape[1:])
     depth = spec.depths()
