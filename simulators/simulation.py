@@ -18,6 +18,7 @@ from spikereg_deploy.atomic import atomic_file
 from spikereg_deploy.counting import LayerCounts
 from spikereg_deploy.engine import IntegerNetwork, estimate_engine_memory
 from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.limits import human_bytes, parse_memory  # noqa: F401  (sim.human_bytes, sim.parse_memory)
 from spikereg_deploy.network import NetworkSpec
 
 REPORT_FORMAT = "spikereg-simulation-report"
@@ -179,25 +180,3 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"{'total':<11}{tot['spiking_neurons']:>10,}{tot['spikes']:>11,}{100 * tot['spike_rate']:>8.2f}"
                  f"{'':>11}{tot['synops']:>14,}{tot['input_macs']:>14,}")
     return "\n".join(lines)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def parse_memory(text: str) -> int:
-    """'16G', '800M', '2.5GiB' or bytes -> bytes."""
-    s = text.strip().upper().removesuffix("IB").removesuffix("B")
-    factor = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(s[-1:], 1)
-    number = s[:-1] if s[-1:] in "KMGT" else s
-    try:
-        value = float(number) * factor
-    except ValueError:
-        raise SpikeRegError(f"--max-memory: cannot read {text!r} (use e.g. 16G or 800M)") from None
-    if not math.isfinite(value) or value <= 0:
-        raise SpikeRegError(f"--max-memory must be positive, got {text!r}")
-    return int(value)

@@ -37,15 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from spikereg_deploy import evaluation as ev
+    from spikereg_deploy.engine import estimate_engine_memory
     from spikereg_deploy.imaging.sources import open_source
+    from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_pair_count, check_run_size
 
-    load_training_stage()  # quietly: lava-dl and torch print notes on import
     shape = tuple(args.input_shape)
+    check_run_size(shape, DEFAULT_MAX_BYTES)  # sizes first: before a model is loaded or a pair built
+    if args.data in ("embedded", "cross"):  # folder sources have as many pairs as files
+        check_pair_count(args.pairs, 2 if args.compare else 1, shape)
+    load_training_stage()  # quietly: lava-dl and torch print notes on import
     predictors = [load_predictor(args.model)]
     if args.compare:
         predictors.append(load_predictor(args.compare))
     for predictor in predictors:
         predictor.spec.geometry(shape)  # a shape the network cannot take is a one-line error, before any pair
+        check_run_size(shape, DEFAULT_MAX_BYTES, 2 * estimate_engine_memory(predictor.spec, shape))
     source = open_source(args.data, shape, seed=args.seed, count=args.pairs,
                          multiple=predictors[0].spec.required_multiple())
     if len(source) == 0:

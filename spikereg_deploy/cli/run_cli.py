@@ -15,6 +15,7 @@ from pathlib import Path
 
 from spikereg_deploy.atomic import atomic_file
 from spikereg_deploy.errors import cli_entry
+from spikereg_deploy.limits import check_run_size, parse_memory
 
 from .common import DEFAULT_MAX_MEMORY, add_input_shape, load_model, load_simulators_stage, quiet_imports
 
@@ -51,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     from spikereg_deploy.mapping.report import read_mapping
     from spikereg_deploy.run_summary import build_summary, evaluate_registration, format_summary
 
-    profile = load_profile(args.profile)
     shape = tuple(args.input_shape)
+    check_run_size(shape, parse_memory(DEFAULT_MAX_MEMORY))  # before anything is loaded, exported or built
+    profile = load_profile(args.profile)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     net, sim_dir, mapping_path = out / "model.net", out / "simulation", out / "mapping" / "mapping.json"
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         model, origin = load_model(args.checkpoint)
         loaded = export_model(model.spec, model.integer_weights(), shape, net, origin)
     spec = loaded.spec
+    check_run_size(shape, parse_memory(DEFAULT_MAX_MEMORY), load_simulators_stage().sim.estimate_memory(
+        spec, shape, args.engine))  # the run itself, before the pair is built
     with _stage("simulate", sim_dir):
         run_folder = load_simulators_stage()
         pair = run_folder.load_pair(spec.required_multiple(), input_shape=shape, seed=args.seed)
