@@ -5,8 +5,6 @@ number was obtained written beside it.
 """
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.atomic import write_json as atomic_write_json
 from spikereg_deploy.counting import LayerCounts
 from spikereg_deploy.engine import IntegerNetwork, estimate_engine_memory
 from spikereg_deploy.errors import SpikeRegError
@@ -137,8 +136,7 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_file(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write_json(path, data)  # the one JSON writer: no NaN / Infinity tokens
 
 
 def plot_rates(report: dict[str, Any], path: Path) -> None:

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from spikereg_deploy.atomic import atomic_folder
+from spikereg_deploy.atomic import atomic_folder, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 
 from .common import add_input_shape, load_predictor, load_training_stage
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     assert run.first_pair is not None  # the source is not empty
     with atomic_folder(out) as staging:
-        (staging / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+        (staging / "evaluation.json").write_text(json_text(result, null_non_finite=True))  # Dice of absent labels
         (staging / "per_pair.csv").write_text(ev.rows_to_csv(rows))
         ev.plot_pair(run.first_pair, run.first_fields[0], staging / "pair.png",
                      f"{predictors[0].name}: {run.first_pair.name}")

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.atomic import write_json
 from spikereg_deploy.errors import cli_entry
 from spikereg_deploy.limits import check_run_size, parse_memory
 
@@ -82,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         er.write_energy_outputs(energy, out / "energy")
     evaluation = evaluate_registration(pair[0], sim_dir / "displacement.nii.gz")
     summary = build_summary(report, energy, mapping, evaluation, time.perf_counter() - started)
-    with atomic_file(out / "summary.json", suffix=".json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     print(format_summary(summary))
     return 0
 
