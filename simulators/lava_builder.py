@@ -7,6 +7,7 @@ model's computation shifted by each layer's depth.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -156,11 +157,18 @@ def _abandon_runtime(source) -> None:
     stopped, because its `__del__` would otherwise call `stop()` at exit and wait for the dead workers forever."""
     import multiprocessing
 
+    runtime = source.runtime
+    # The shared-memory manager's server (a worker) keeps its socket in a pymp-* folder of its own that its exit
+    # finaliser would remove; killed, it cannot, so the folder is removed here.
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
+    manager = getattr(getattr(infrastructure, "smm", None), "_manager", None)
+    address = getattr(manager, "address", None)
     workers: set[int] = set()
     for child in multiprocessing.active_children():
         workers |= {child.pid, *descendant_pids(child.pid)} if child.pid else set()
     kill_pids(workers)
-    runtime = source.runtime
+    if isinstance(address, str) and Path(address).parent.name.startswith("pymp-"):
+        shutil.rmtree(Path(address).parent, ignore_errors=True)
     if runtime is not None:
         runtime._is_started = False
         runtime._is_running = False

@@ -64,6 +64,16 @@ def estimate_memory(spec: NetworkSpec, input_shape: tuple[int, int, int], engine
     return LAVA_BASE_BYTES + LAVA_BYTES_PER_NEURON * neurons + delay_buffers
 
 
+def check_memory(spec: NetworkSpec, input_shape: tuple[int, int, int], engine: str, max_bytes: int) -> int:
+    """The run's estimate in bytes, or a one-line error when it exceeds `max_bytes` (`--max-memory`); callers run
+    it as soon as the network and the size are known, before the pair is built."""
+    need = estimate_memory(spec, input_shape, engine)
+    if need > max_bytes:
+        raise SpikeRegError(f"estimated memory {human_bytes(need)} exceeds --max-memory {human_bytes(max_bytes)}; "
+                            f"use a smaller --input-shape or --engine reference")
+    return need
+
+
 def simulate(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarray, *, engine: str = "lava",
              tag: str = "fixed_pt", progress: bool = True, record_spikes: bool = False) -> SimulationResult:
     """Run one (C, D, H, W) image in [0, 1] through the network on the chosen engine."""

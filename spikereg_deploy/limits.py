@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from .errors import SpikeRegError
 from .network import NetworkSpec
 
-__all__ = ["DEFAULT_MAX_BYTES", "human_bytes", "parse_memory", "check_budget", "pair_bytes",
+__all__ = ["DEFAULT_MAX_MEMORY", "DEFAULT_MAX_BYTES", "human_bytes", "parse_memory", "check_budget", "pair_bytes",
            "mapping_lower_bound_blocks", "mapping_bytes", "check_mapping_size", "check_export_size",
            "check_run_size", "check_pair_count", "evaluation_bytes"]
 
-DEFAULT_MAX_BYTES = 16 * 2**30  # of this machine's 24 GiB, leaving room for the OS (the tools' --max-memory 16G)
+DEFAULT_MAX_MEMORY = "16G"  # of this machine's 24 GiB, leaving room for the OS and the parent process
 
 # One synthetic or file pair on the network grid: the template (about 450 MB resident, measured at 32^3 and 64^3
 # alike) plus fixed, moving, two label maps, two 3-channel deformations and their float64 work arrays per voxel.
@@ -57,6 +57,9 @@ def parse_memory(text: str) -> int:
     if not math.isfinite(value) or value <= 0:
         raise SpikeRegError(f"--max-memory must be positive, got {text!r}")
     return int(value)
+
+
+DEFAULT_MAX_BYTES = parse_memory(DEFAULT_MAX_MEMORY)  # what tools without --max-memory allow
 
 
 def _shape_text(shape: Sequence[int]) -> str:

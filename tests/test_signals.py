@@ -183,3 +183,26 @@ def test_cli_entry_turns_sigterm_into_exit_143_after_cleanup(tmp_path: Path) -> 
     assert main() == 143
     assert marker.read_text() == "yes"
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_a_worker_killed_from_outside_still_ends_in_130_without_orphans(tmp_path: Path) -> None:
+    """A dead worker never answers STOP: the deferral escalates after its grace period and the rest are killed by
+    PID (the resource tracker may warn about the shared memory it then unlinks, so stderr is not checked here)."""
+
+    def kill_one_worker_then_interrupt(proc: subprocess.Popen) -> None:
+        os.kill(max(descendant_pids(proc.pid)), signal.SIGKILL)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+
+    rc, elapsed, stderr, workers, scratch, out = _interrupt(tmp_path, SIMULATE_LAVA, RUNNING,
+                                                            kill_one_worker_then_interrupt)
+    assert rc == 130 and elapsed < 10, (rc, elapsed, stderr[-2000:])
+    assert "spikereg-simulate: interrupted" in stderr and "Traceback" not in stderr
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)]
+    assert sorted(p.name for p in scratch.iterdir()) == []
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == PREVIOUS

@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         model, origin = load_model(args.checkpoint)
         loaded = export_model(model.spec, model.integer_weights(), shape, net, origin)
     spec = loaded.spec
-    check_run_size(shape, parse_memory(DEFAULT_MAX_MEMORY), load_simulators_stage().sim.estimate_memory(
-        spec, shape, args.engine))  # the run itself, before the pair is built
+    load_simulators_stage().sim.check_memory(spec, shape, args.engine, parse_memory(DEFAULT_MAX_MEMORY))
     with _stage("simulate", sim_dir):
         run_folder = load_simulators_stage()
         pair = run_folder.load_pair(spec.required_multiple(), input_shape=shape, seed=args.seed)
