@@ -31,8 +31,8 @@ PAIR_BYTES_PER_VOXEL = 96
 MAPPING_BASE_BYTES = 128 * 2**20
 MAPPING_BYTES_PER_BLOCK = 16 * 2**10
 
-# `spikereg-evaluate` keeps one row of metrics per pair and model (a dict of a dozen floats and names, about 2 KiB
-# in CPython) for the statistics at the end; pairs themselves are built one at a time.
+# `spikereg-evaluate` keeps one row of metrics per pair and model for the statistics at the end (a dict of eight
+# fields: 1.1 KiB measured with tracemalloc, 4 KiB allowed); pairs themselves are built one at a time.
 EVALUATION_BYTES_PER_ROW = 4 * 2**10
 
 
