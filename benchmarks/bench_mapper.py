@@ -15,11 +15,11 @@ Usage: python benchmarks/bench_mapper.py [--quick] [--json PATH]
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from typing import Any
 
+from spikereg_deploy.atomic import write_json
 from spikereg_deploy.mapping.plan import plan_mapping
 from spikereg_deploy.mapping.profiles import CoreProfile, load_profile
 from spikereg_deploy.mapping.tiling import tile_network
@@ -100,8 +100,7 @@ def main() -> None:
     for row in rows:
         print(_fmt(row))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(rows, fh, indent=2)
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":

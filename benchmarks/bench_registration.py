@@ -17,12 +17,11 @@ Reproduce the checkpoints with the commands in the README ("Training the default
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from typing import Any
 
 from spikereg_deploy import evaluation as ev
-from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.atomic import write_json
 from spikereg_deploy.cli.common import load_predictor, load_training_stage
 from spikereg_deploy.imaging.sources import open_source
 from spikereg_deploy.predict import Predictor
@@ -117,8 +116,7 @@ def main() -> None:
                         "spike_rate": "spikes per neuron per step, measured (quantized SLAYER model)"}
     for name, ok in results["targets"].items():
         print(f"  {name}: {'met' if ok else 'NOT met'}")
-    with atomic_file(args.json, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results, null_non_finite=True)
     print(f"wrote {args.json}")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
@@ -41,6 +40,7 @@ from simulator_capacity import capacity, fit_with_guess  # noqa: E402
 from simulator_engines import EngineTiming, best_time, random_image, time_reference_vs_ann  # noqa: E402
 from simulator_tables import NOTES, clean_json, fmt_bytes, format_tables  # noqa: E402
 
+from spikereg_deploy.atomic import write_json  # noqa: E402
 from spikereg_deploy.engine import IntegerNetwork  # noqa: E402
 from spikereg_deploy.network import NetworkSpec  # noqa: E402
 from spikereg_deploy.simulators.memory_probe import PeakMemory, ram_bytes  # noqa: E402
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_tables(result))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(clean_json(result), indent=2) + "\n")
+    write_json(args.output, clean_json(result))
     print(f"wrote {args.output}")
     return 0
 

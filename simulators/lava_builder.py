@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from spikereg_deploy.counting import LayerCounts, analog_macs_per_step, edge_fan
 from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, max_abs_row_sum
 from spikereg_deploy.network import NetworkSpec
 from spikereg_deploy.neurons.base import check_lava_tag
+from spikereg_deploy.signals import deferred_signals, descendant_pids, kill_pids
 
 
 @dataclass
@@ -50,9 +52,6 @@ def load_lava_processes() -> None:
 def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarray, *, tag: str = "fixed_pt",
              record_spikes: bool = False, progress: bool = True, workdir: str | None = None) -> LavaRun:
     """Build the process graph for one (C, D, H, W) image in [0, 1], run T + depth steps, return counts."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
     from .lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator
 
     load_lava_processes()
@@ -62,75 +61,131 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
     geo = spec.geometry(image.shape[1:])
     depth = spec.depths()
     run_steps = spec.run_steps
-    tmp = tempfile.TemporaryDirectory(prefix="spikereg-lava-", dir=workdir)
-    work = Path(tmp.name)
-    payload = np.asarray(fx.quantize_input(np.asarray(image, dtype=np.float64)), dtype=np.int32)
-    source = AnalogSource(payload=payload, time_steps=spec.time_steps, name="input")
-    ports = {spec.input_layer.name: source.s_out}
-    sinks = {}
-    for layer in spec.layers[1:]:
-        shape = (layer.out_channels, *geo[layer.name].out_shape)
-        if layer.kind == "readout":
-            readout = ReadoutAccumulator(shape=shape, window_start=depth[layer.name] + 1,
-                                         window_len=spec.time_steps, out_path=str(work / "readout.npy"))
-            sinks[layer.name] = readout.a_in
-        else:
-            assert layer.neuron is not None
-            neurons = layer.neuron.lava_process(shape, tag, layer.name)
-            sinks[layer.name] = neurons.a_in
-            ports[layer.name] = neurons.s_out
-    synapses = {}
-    recorder_of: dict[str, tuple[str, str]] = {}
-    for edge in net.edges:
-        dst = spec.layer(edge.dst)
-        analog = edge.payload == "analog"
-        w = net.edge_weights[(edge.src, edge.dst)]
-        bound = max_abs_row_sum(w, dst)
-        record = record_spikes and not analog and edge.src not in recorder_of
-        if record:
-            recorder_of[edge.src] = (edge.src, edge.dst)
-        syn = Conv3dSynapse(
-            in_shape=(spec.channels_of(edge.src), *geo[edge.src].out_shape),
-            out_shape=(dst.out_channels, *geo[dst.name].out_shape), weight=w, kind=dst.kind, stride=dst.stride,
-            padding=dst.padding, output_padding=dst.output_padding, delay=edge.delay, analog=analog,
-            fanout=edge_fanout(spec, geo, edge), num_steps=run_steps,
-            exact_float64=bound * ((1 << edge.payload_bits) - 1) >= FLOAT32_EXACT,
-            record_path=str(work / f"spikes_{edge.src}.npy") if record else "", name=f"{edge.src}->{edge.dst}",
-        )
-        ports[edge.src].connect(syn.s_in)
-        syn.a_out.connect(sinks[edge.dst])
-        synapses[(edge.src, edge.dst)] = syn
-    cfg = Loihi2SimCfg(select_tag=tag)
-    started = time.perf_counter()
-    try:
-        if progress:
-            # One run call per step so the bar moves per time step (costs ~0.3 s per call in Lava's runtime).
-            from tqdm import tqdm
-
-            for _ in tqdm(range(run_steps), desc=f"Lava {tag}", unit="step"):
-                source.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
-        else:
-            source.run(condition=RunSteps(num_steps=run_steps), run_cfg=cfg)
-        wall = time.perf_counter() - started
-        per_edge = {key: (np.asarray(s.spike_counts.get(), dtype=np.int64),
-                          np.asarray(s.synop_counts.get(), dtype=np.int64)) for key, s in synapses.items()}
-    finally:
-        source.stop()
-    readout_sum = np.load(work / "readout.npy")
-    counts = _gather_counts(spec, geo, depth, per_edge)
-    spikes = None
-    if record_spikes:
-        spikes = {}
-        for src, _key in recorder_of.items():
-            shape = (spec.channels_of(src), *geo[src].out_shape)
-            packed = np.load(work / f"spikes_{src}.npy")
-            steps_all = np.unpackbits(packed, axis=1, count=int(np.prod(shape))).astype(bool)
-            aligned = steps_all[depth[src]: depth[src] + spec.time_steps]
-            spikes[src] = [s.reshape(shape) for s in aligned]
-    tmp.cleanup()
+    # A `with` block, not cleanup() at the end: an interrupted run must not leave spikereg-lava-* behind.
+    with tempfile.TemporaryDirectory(prefix="spikereg-lava-", dir=workdir) as tmp:
+        work = Path(tmp)
+        payload = np.asarray(fx.quantize_input(np.asarray(image, dtype=np.float64)), dtype=np.int32)
+        source = AnalogSource(payload=payload, time_steps=spec.time_steps, name="input")
+        ports = {spec.input_layer.name: source.s_out}
+        sinks = {}
+        for layer in spec.layers[1:]:
+            shape = (layer.out_channels, *geo[layer.name].out_shape)
+            if layer.kind == "readout":
+                readout = ReadoutAccumulator(shape=shape, window_start=depth[layer.name] + 1,
+                                             window_len=spec.time_steps, out_path=str(work / "readout.npy"))
+                sinks[layer.name] = readout.a_in
+            else:
+                assert layer.neuron is not None
+                neurons = layer.neuron.lava_process(shape, tag, layer.name)
+                sinks[layer.name] = neurons.a_in
+                ports[layer.name] = neurons.s_out
+        synapses = {}
+        recorder_of: dict[str, tuple[str, str]] = {}
+        for edge in net.edges:
+            dst = spec.layer(edge.dst)
+            analog = edge.payload == "analog"
+            w = net.edge_weights[(edge.src, edge.dst)]
+            bound = max_abs_row_sum(w, dst)
+            record = record_spikes and not analog and edge.src not in recorder_of
+            if record:
+                recorder_of[edge.src] = (edge.src, edge.dst)
+            syn = Conv3dSynapse(
+                in_shape=(spec.channels_of(edge.src), *geo[edge.src].out_shape),
+                out_shape=(dst.out_channels, *geo[dst.name].out_shape), weight=w, kind=dst.kind, stride=dst.stride,
+                padding=dst.padding, output_padding=dst.output_padding, delay=edge.delay, analog=analog,
+                fanout=edge_fanout(spec, geo, edge), num_steps=run_steps,
+                exact_float64=bound * ((1 << edge.payload_bits) - 1) >= FLOAT32_EXACT,
+                record_path=str(work / f"spikes_{edge.src}.npy") if record else "", name=f"{edge.src}->{edge.dst}",
+            )
+            ports[edge.src].connect(syn.s_in)
+            syn.a_out.connect(sinks[edge.dst])
+            synapses[(edge.src, edge.dst)] = syn
+        wall, per_edge = _run_and_stop(source, synapses, run_steps, tag, progress)
+        readout_sum = np.load(work / "readout.npy")
+        counts = _gather_counts(spec, geo, depth, per_edge)
+        spikes = None
+        if record_spikes:
+            spikes = {}
+            for src, _key in recorder_of.items():
+                shape = (spec.channels_of(src), *geo[src].out_shape)
+                packed = np.load(work / f"spikes_{src}.npy")
+                steps_all = np.unpackbits(packed, axis=1, count=int(np.prod(shape))).astype(bool)
+                aligned = steps_all[depth[src]: depth[src] + spec.time_steps]
+                spikes[src] = [s.reshape(shape) for s in aligned]
     scale = spec.readout_scale / spec.time_steps
     displacement = readout_sum.astype(np.float64) * (scale if tag == "fixed_pt" else scale * fx.WEIGHT_SCALE)
     return LavaRun(displacement, readout_sum, counts, spec.time_steps, run_steps, tag, wall, spikes)
+
+
+def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
+                  progress: bool) -> tuple[float, dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]]:
+    """Run the graph, read the per-step counters, stop the runtime; on Ctrl-C / SIGTERM stop it cleanly, then raise.
+
+    Lava forks one worker per process model and talks to them through blocking channels. A signal raised inside
+    one of those calls leaves the runtime mid-protocol and its `stop()` then waits forever (issue 19), so signals
+    are deferred while the runtime lives (`deferred_signals`): the current `run()` call ends (one step with the
+    progress bar, the whole run without it), `stop()` runs on an idle runtime and ends every worker, and only then
+    is the signal raised. Should stopping hang (a worker killed from outside) or a second signal come, the
+    deferral escalates and the workers are killed by PID.
+    """
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    cfg = Loihi2SimCfg(select_tag=tag)
+    per_edge: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    stop_called = False
+    with deferred_signals() as deferral:
+        try:
+            started = time.perf_counter()
+            if progress:
+                # One run call per step so the bar moves per time step (costs ~0.3 s per call in Lava's runtime);
+                # it is also the point where a deferred signal is seen.
+                from tqdm import tqdm
+
+                with tqdm(total=run_steps, desc=f"Lava {tag}", unit="step") as bar:
+                    for _ in range(run_steps):
+                        source.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
+                        bar.update(1)
+                        if deferral.signum is not None:
+                            break
+            else:
+                source.run(condition=RunSteps(num_steps=run_steps), run_cfg=cfg)
+            wall = time.perf_counter() - started
+            if deferral.signum is None:
+                per_edge = {key: (np.asarray(s.spike_counts.get(), dtype=np.int64),
+                                  np.asarray(s.synop_counts.get(), dtype=np.int64)) for key, s in synapses.items()}
+            stop_called = True
+            source.stop()
+        except BaseException:
+            if deferral.escalated:
+                _abandon_runtime(source)
+            elif not stop_called:  # a Lava error: stop the workers as before (never twice: a failed stop hangs)
+                source.stop()
+            raise
+    deferral.raise_pending()
+    return wall, per_edge
+
+
+def _abandon_runtime(source) -> None:
+    """The last resort after an escalated signal: kill Lava's workers (and theirs) by PID and mark the runtime
+    stopped, because its `__del__` would otherwise call `stop()` at exit and wait for the dead workers forever."""
+    import multiprocessing
+
+    runtime = source.runtime
+    # The shared-memory manager's server (a worker) keeps its socket in a pymp-* folder of its own that its exit
+    # finaliser would remove; killed, it cannot, so the folder is removed here.
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
+    manager = getattr(getattr(infrastructure, "smm", None), "_manager", None)
+    address = getattr(manager, "address", None)
+    workers: set[int] = set()
+    for child in multiprocessing.active_children():
+        workers |= {child.pid, *descendant_pids(child.pid)} if child.pid else set()
+    kill_pids(workers)
+    if isinstance(address, str) and Path(address).parent.name.startswith("pymp-"):
+        shutil.rmtree(Path(address).parent, ignore_errors=True)
+    if runtime is not None:
+        runtime._is_started = False
+        runtime._is_running = False
 
 
 def _gather_counts(spec: NetworkSpec, geo, depth, per_edge) -> dict[str, LayerCounts]:

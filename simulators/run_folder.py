@@ -85,13 +85,10 @@ def simulate_to_folder(spec: NetworkSpec, weights: dict[str, np.ndarray], pair: 
     image = np.stack([registration_pair.fixed, registration_pair.moving]).astype(np.float32)
     input_shape = tuple(int(n) for n in image.shape[1:])
     spec.geometry(input_shape)
-    need = sim.estimate_memory(spec, input_shape, engine)
+    need = sim.check_memory(spec, input_shape, engine, max_bytes)
     if progress:
         print(f"memory estimate: {sim.human_bytes(need)} for {engine} at {'x'.join(map(str, input_shape))} "
               f"(projected)", file=sys.stderr)
-    if need > max_bytes:
-        raise SpikeRegError(f"estimated memory {sim.human_bytes(need)} exceeds --max-memory "
-                            f"{sim.human_bytes(max_bytes)}; use a smaller --input-shape or --engine reference")
     result = sim.simulate(spec, weights, image, engine=engine, tag=tag, progress=progress)
     meta = {"net": net_description, "pair": pair_description, "fixed_channel": 0, "moving_channel": 1}
     report = sim.build_report(result, spec, input_shape, meta)

@@ -5,8 +5,6 @@ number was obtained written beside it.
 """
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +13,11 @@ from typing import Any
 import numpy as np
 
 from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.atomic import write_json as atomic_write_json
 from spikereg_deploy.counting import LayerCounts
 from spikereg_deploy.engine import IntegerNetwork, estimate_engine_memory
 from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.limits import human_bytes, parse_memory  # noqa: F401  (sim.human_bytes, sim.parse_memory)
 from spikereg_deploy.network import NetworkSpec
 
 REPORT_FORMAT = "spikereg-simulation-report"
@@ -62,6 +62,16 @@ def estimate_memory(spec: NetworkSpec, input_shape: tuple[int, int, int], engine
     neurons = sum(g.neurons for g in geo.values())
     delay_buffers = sum(4 * (e.delay + 1) * geo[e.dst].neurons for e in spec.edges())
     return LAVA_BASE_BYTES + LAVA_BYTES_PER_NEURON * neurons + delay_buffers
+
+
+def check_memory(spec: NetworkSpec, input_shape: tuple[int, int, int], engine: str, max_bytes: int) -> int:
+    """The run's estimate in bytes, or a one-line error when it exceeds `max_bytes` (`--max-memory`); callers run
+    it as soon as the network and the size are known, before the pair is built."""
+    need = estimate_memory(spec, input_shape, engine)
+    if need > max_bytes:
+        raise SpikeRegError(f"estimated memory {human_bytes(need)} exceeds --max-memory {human_bytes(max_bytes)}; "
+                            f"use a smaller --input-shape or --engine reference")
+    return need
 
 
 def simulate(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarray, *, engine: str = "lava",
@@ -136,8 +146,7 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_file(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write_json(path, data)  # the one JSON writer: no NaN / Infinity tokens
 
 
 def plot_rates(report: dict[str, Any], path: Path) -> None:
@@ -179,25 +188,3 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"{'total':<11}{tot['spiking_neurons']:>10,}{tot['spikes']:>11,}{100 * tot['spike_rate']:>8.2f}"
                  f"{'':>11}{tot['synops']:>14,}{tot['input_macs']:>14,}")
     return "\n".join(lines)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def parse_memory(text: str) -> int:
-    """'16G', '800M', '2.5GiB' or bytes -> bytes."""
-    s = text.strip().upper().removesuffix("IB").removesuffix("B")
-    factor = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(s[-1:], 1)
-    number = s[:-1] if s[-1:] in "KMGT" else s
-    try:
-        value = float(number) * factor
-    except ValueError:
-        raise SpikeRegError(f"--max-memory: cannot read {text!r} (use e.g. 16G or 800M)") from None
-    if not math.isfinite(value) or value <= 0:
-        raise SpikeRegError(f"--max-memory must be positive, got {text!r}")
-    return int(value)

@@ -11,16 +11,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
+import math
 import os
 import secrets
 import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import SpikeRegError
 
-__all__ = ["OutputError", "atomic_file", "atomic_folder"]
+__all__ = ["OutputError", "atomic_file", "atomic_folder", "json_text", "write_json"]
 
 PathLike = str | os.PathLike[str]
 _RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
@@ -187,3 +190,33 @@ def _move_entries(stage: Path, dest: Path) -> None:
         for name in files:
             os.replace(Path(folder) / name, target / name)
     _fsync_path(dest)
+
+
+def _finite_or_null(value: Any, field: str, null_non_finite: bool) -> Any:
+    """A copy where every non-finite float is None (JSON `null`), or a ValueError naming the first one's field."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v, f"{field}.{k}" if field else str(k), null_non_finite) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v, f"{field}[{i}]", null_non_finite) for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        if null_non_finite:
+            return None
+        raise ValueError(f"refusing to write {value} at {field!r}: JSON has no NaN or Infinity")
+    return value
+
+
+def json_text(data: Any, *, compact: bool = False, null_non_finite: bool = False) -> str:
+    """The one JSON writer of every output: never a NaN or Infinity token (invalid JSON that other readers choke
+    on). A count or energy that is not finite is a bug, so it raises, naming the field; documents where a metric
+    may be undefined (Dice of a label absent from a pair, as in Learn2Reg) pass `null_non_finite` to write null."""
+    clean = _finite_or_null(data, "", null_non_finite)
+    if compact:
+        return json.dumps(clean, separators=(",", ":"), allow_nan=False) + "\n"
+    return json.dumps(clean, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: PathLike, data: Any, *, compact: bool = False, null_non_finite: bool = False) -> None:
+    """`json_text` written atomically to `path` (see `atomic_file`)."""
+    text = json_text(data, compact=compact, null_non_finite=null_non_finite)
+    with atomic_file(path, suffix=".json") as tmp:
+        tmp.write_text(text, encoding="utf-8")

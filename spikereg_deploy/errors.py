@@ -39,19 +39,23 @@ class DataError(SpikeRegError):
 
 
 def cli_entry(func: F) -> Callable[..., int]:
-    """Wrap a CLI `main` so that SpikeRegError becomes one line on stderr and exit status 2."""
+    """Wrap a CLI `main` so that SpikeRegError becomes one line on stderr and exit status 2, and Ctrl-C / SIGTERM
+    one line and 130 / 143 after every `with` block has cleaned up (SIGTERM is raised as `signals.Terminated`)."""
 
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> int:
+        from .signals import Terminated, exit_status_for, termination_as_exception
+
         prog = Path(sys.argv[0]).name or "spikereg"
         try:
-            result = func(*args, **kwargs)
+            with termination_as_exception():
+                result = func(*args, **kwargs)
         except SpikeRegError as err:
             print(f"{prog}: error: {err}", file=sys.stderr)
             return EXIT_USER_ERROR
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as err:
+            print(f"{prog}: {'terminated' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
+            return exit_status_for(err)
         return 0 if result is None else int(result)
 
     return wrapper

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spikereg_deploy.limits import DEFAULT_MAX_MEMORY  # noqa: F401  (the tools' --max-memory default)
+
 if TYPE_CHECKING:
     from spikereg_deploy.predict import Predictor
 
 DEFAULT_INPUT_SHAPE = (32, 32, 32)
-DEFAULT_MAX_MEMORY = "16G"  # of this machine's 24 GiB, leaving room for the OS and the parent process
 
 
 @contextlib.contextmanager

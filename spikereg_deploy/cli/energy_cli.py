@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SpikeRegError("output exists and is not a folder", out)
     network = load_network(args.net)
     if args.report:
-        report, report_path = er.load_simulation_report(args.report), args.report
+        report, report_path = er.load_simulation_report(args.report, complete=True), args.report
     else:
         report, report_path = _default_report(network, args.engine), "default simulation"
     spec = network.spec

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from spikereg_deploy.atomic import atomic_folder
+from spikereg_deploy.atomic import atomic_folder, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.imaging.native import describe_grid, grid_report
 
@@ -48,15 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from spikereg_deploy import evaluation as ev
+    from spikereg_deploy.engine import estimate_engine_memory
     from spikereg_deploy.imaging.sources import open_source
+    from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_pair_count, check_run_size
 
-    load_training_stage()  # quietly: lava-dl and torch print notes on import
     shape = tuple(args.input_shape)
+    check_run_size(shape, DEFAULT_MAX_BYTES)  # sizes first: before a model is loaded or a pair built
+    if args.data in ("embedded", "cross"):  # folder sources have as many pairs as files
+        check_pair_count(args.pairs, 2 if args.compare else 1, shape)
+    load_training_stage()  # quietly: lava-dl and torch print notes on import
     predictors = [load_predictor(args.model)]
     if args.compare:
         predictors.append(load_predictor(args.compare))
     for predictor in predictors:
         predictor.spec.geometry(shape)  # a shape the network cannot take is a one-line error, before any pair
+        check_run_size(shape, DEFAULT_MAX_BYTES, 2 * estimate_engine_memory(predictor.spec, shape))
     if args.resolution is not None and ":" not in args.data:
         raise SpikeRegError(f"--resolution applies to file pairs (l2r:ROOT, neurite:ROOT), not --data {args.data}")
     source = open_source(args.data, shape, seed=args.seed, count=args.pairs,
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                                         for m in ("dice", "fraction_jacobian_nonpositive")}}
     out = Path(args.output)
     with atomic_folder(out) as staging:
-        (staging / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+        (staging / "evaluation.json").write_text(json_text(result, null_non_finite=True))  # Dice of absent labels
         (staging / "per_pair.csv").write_text(ev.rows_to_csv(rows))
         ev.plot_pair(run.first_pair, run.first_fields[0], staging / "pair.png",
                      f"{predictors[0].name}: {run.first_pair.name}")

@@ -5,6 +5,8 @@ import argparse
 import sys
 
 from spikereg_deploy.errors import SpikeRegError, cli_entry
+from spikereg_deploy.limits import check_export_size
+from spikereg_deploy.mapping.profiles import load_profile
 
 from .common import add_input_shape, load_model
 
@@ -33,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.output:
         raise SpikeRegError("missing -o/--output (the .net file to write)")
+    neuron_budget = load_profile("loihi2").neuron_budget  # the default profile: mapping is what a .net is for
+    check_export_size(None, args.input_shape, neuron_budget)  # from the volume alone, before loading the model
     model, origin = load_model(args.checkpoint)
+    check_export_size(model.spec, args.input_shape, neuron_budget)
     print(f"exporting {origin}", file=sys.stderr)
     from spikereg_deploy.export.export_model import export_model
 

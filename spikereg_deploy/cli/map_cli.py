@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from spikereg_deploy.errors import SpikeRegError, cli_entry
+from spikereg_deploy.limits import check_mapping_size
 from spikereg_deploy.mapping.plan import format_plan_summary, plan_mapping, write_outputs
 from spikereg_deploy.mapping.profiles import BUILTIN_PROFILES, load_profile
 from spikereg_deploy.mapping.traffic import DEFAULT_RATE
@@ -81,8 +82,6 @@ def _load_spec(args: argparse.Namespace) -> tuple[NetworkSpec, tuple[int, int, i
         return loaded.spec, tuple(loaded.input_shape), args.net  # type: ignore[return-value]
     from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
-    if not args.config_default:
-        print("no .net given: mapping the default UNetConfig network", file=sys.stderr)
     return build_unet_spec(UNetConfig()), None, "default UNetConfig network"
 
 
@@ -108,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     profile = load_profile(args.profile)
     if args.fill_factor is not None:
         profile = profile.replace_limits(fill_factor=args.fill_factor)
+    if args.input_shape:  # the volume's bound first: a file's network may be slow to read, the answer is no anyway
+        check_mapping_size(None, args.input_shape, profile.neuron_budget, profile.fill_factor)
     spec, net_shape, origin = _load_spec(args)
     shape = _input_shape(args, net_shape)
+    check_mapping_size(spec, shape, profile.neuron_budget, profile.fill_factor)  # before any array is built
+    if not args.net and not args.config_default:  # after the checks, so that a refusal stays one line
+        print("no .net given: mapping the default UNetConfig network", file=sys.stderr)
     print(f"mapping {origin} at {'x'.join(map(str, shape))} on {profile.name}", file=sys.stderr)
     plan = plan_mapping(
         spec,

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from spikereg_deploy.atomic import atomic_file
+from spikereg_deploy.atomic import write_json
 from spikereg_deploy.errors import cli_entry
+from spikereg_deploy.limits import check_run_size, parse_memory
 
 from .common import DEFAULT_MAX_MEMORY, add_input_shape, load_model, load_simulators_stage, quiet_imports
 
@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     from spikereg_deploy.mapping.report import read_mapping
     from spikereg_deploy.run_summary import build_summary, evaluate_registration, format_summary
 
-    profile = load_profile(args.profile)
     shape = tuple(args.input_shape)
+    check_run_size(shape, parse_memory(DEFAULT_MAX_MEMORY))  # before anything is loaded, exported or built
+    profile = load_profile(args.profile)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     net, sim_dir, mapping_path = out / "model.net", out / "simulation", out / "mapping" / "mapping.json"
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         model, origin = load_model(args.checkpoint)
         loaded = export_model(model.spec, model.integer_weights(), shape, net, origin)
     spec = loaded.spec
+    load_simulators_stage().sim.check_memory(spec, shape, args.engine, parse_memory(DEFAULT_MAX_MEMORY))
     with _stage("simulate", sim_dir):
         run_folder = load_simulators_stage()
         pair = run_folder.load_pair(spec.required_multiple(), input_shape=shape, seed=args.seed)
@@ -78,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         er.write_energy_outputs(energy, out / "energy")
     evaluation = evaluate_registration(pair[0], sim_dir / "displacement.nii.gz")
     summary = build_summary(report, energy, mapping, evaluation, time.perf_counter() - started)
-    with atomic_file(out / "summary.json", suffix=".json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     print(format_summary(summary))
     return 0
 

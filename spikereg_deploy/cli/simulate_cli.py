@@ -7,8 +7,9 @@ from pathlib import Path
 
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.imaging.native import describe_grid
+from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_run_size, parse_memory
 
-from .common import DEFAULT_MAX_MEMORY, add_input_shape, load_network, load_simulators_stage
+from .common import DEFAULT_INPUT_SHAPE, DEFAULT_MAX_MEMORY, add_input_shape, load_network, load_simulators_stage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,12 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    max_memory = parse_memory(args.max_memory)
+    if args.input_shape or not args.fixed:  # the pair's size is known: refuse it before anything is loaded
+        check_run_size(args.input_shape or DEFAULT_INPUT_SHAPE, DEFAULT_MAX_BYTES)
     run_folder = load_simulators_stage()
-    max_memory = run_folder.sim.parse_memory(args.max_memory)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise SpikeRegError("output exists and is not a folder", out)
     network = load_network(args.net)
+    shape = args.input_shape or (None if args.fixed else DEFAULT_INPUT_SHAPE)
+    if shape and all(n > 0 and n % network.spec.required_multiple() == 0 for n in shape):  # (else load_pair says)
+        run_folder.sim.check_memory(network.spec, shape, args.engine, max_memory)
     pair = run_folder.load_pair(network.spec.required_multiple(), fixed=args.fixed, moving=args.moving,
                                 input_shape=args.input_shape, seed=args.seed, resolution=args.resolution,
                                 fixed_labels=args.fixed_labels, moving_labels=args.moving_labels)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_file, atomic_folder
+from ..atomic import atomic_file, atomic_folder, json_text
 from ..errors import SpikeRegError, read_json_object
 from ..network import NetworkSpec
+from ..report_schema import validate_simulation_report
 from .loihi import (
     MAPPING_COUNTS,
     EnergyTable,
@@ -30,19 +30,23 @@ OUTPUT_FILES = ("energy.json", "energy.csv", "energy.md", "synops.png", "spike_r
 SIM_FORMAT, SIM_VERSION = "spikereg-simulation-report", 1
 
 
-def check_simulation_format(data: dict[str, Any], where: str | Path) -> None:
-    """Refuse anything but a `spikereg-simulate` report of a version this tool reads."""
+def check_simulation_format(data: dict[str, Any], where: str | Path, complete: bool = False) -> None:
+    """Refuse anything but a `spikereg-simulate` report of a version this tool reads, with valid fields (all of
+    them when `complete`: see `validate_simulation_report`)."""
     if data.get("format") != SIM_FORMAT:
         raise SpikeRegError(f"not a {SIM_FORMAT} file", where)
     if not isinstance(data.get("version"), int) or data["version"] > SIM_VERSION:
         raise SpikeRegError(f"report format version {data.get('version')!r} is newer than this tool reads "
                             f"({SIM_VERSION})", where)
+    validate_simulation_report(data, where, complete)
 
 
-def load_simulation_report(path: str | Path) -> dict[str, Any]:
+def load_simulation_report(path: str | Path, complete: bool = False) -> dict[str, Any]:
+    """A report file, its fields checked before any is used (`complete`: all of them, for the energy report, which
+    prices every count; the mapper's traffic needs only names, neurons and rates)."""
     p = Path(path)
     data = read_json_object(p, "report")
-    check_simulation_format(data, p)
+    check_simulation_format(data, p, complete)
     for key in ("network", "input_shape", "time_steps", "layers"):
         if key not in data:
             raise SpikeRegError(f"report lacks {key!r}", p)
@@ -262,7 +266,7 @@ def write_energy_outputs(energy: dict[str, Any], output: str | Path) -> list[Pat
     if out.exists() and not out.is_dir():
         raise SpikeRegError("output exists and is not a folder", out)
     with atomic_folder(out) as staging:  # the old complete folder or the new one, never a mix
-        (staging / "energy.json").write_text(json.dumps(energy, indent=2) + "\n")
+        (staging / "energy.json").write_text(json_text(energy))
         (staging / "energy.csv").write_text(to_csv(energy))
         (staging / "energy.md").write_text(to_markdown(energy))
         plot_energy(energy, staging)

@@ -7,13 +7,12 @@ formula printed beside it).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..atomic import atomic_file
+from ..atomic import write_json
 from ..counting import analog_macs_per_step, projected_synops
 from ..energy.loihi import OperationCount, active_updates, counts_from_report, format_uj, loihi_energy
 from ..errors import SpikeRegError, read_json_object
@@ -179,8 +178,7 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
 
 
 def write_mapping(path: str | Path, doc: dict[str, Any]) -> None:
-    with atomic_file(path, suffix=".json") as tmp:
-        tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
+    write_json(path, doc, compact=True)
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
