@@ -154,8 +154,10 @@ def format_plan_summary(plan: MappingPlan) -> str:
     """Cores, chips, hop figures against the naive placement, and the one Loihi energy line."""
     m, n, tiling = plan.metrics, plan.naive_metrics, plan.tiling
     return "\n".join([
-        f"cores {tiling.n_blocks:,} (planned), lower bound {tiling.lower_bound:,}, ratio "
-        f"{tiling.n_blocks / tiling.lower_bound:.3f}; chips {plan.placement.n_chips:,}",
+        f"cores {tiling.n_blocks:,} (planned), lower bound {tiling.lower_bound:,} at 100 % fill (ratio "
+        f"{tiling.n_blocks / tiling.lower_bound:.3f}), {tiling.fill_lower_bound:,} at fill "
+        f"{plan.profile.fill_factor:g} (ratio {tiling.n_blocks / tiling.fill_lower_bound:.3f}); chips "
+        f"{plan.placement.n_chips:,}",
         f"spike-hops/step {m['spike_hops_per_step']:.4g} vs naive {n['spike_hops_per_step']:.4g} "
         f"({plan.rates.label} rates, projected); inter-chip spikes/step "
         f"{m['inter_chip_spikes_per_step']:.4g} vs {n['inter_chip_spikes_per_step']:.4g}",
