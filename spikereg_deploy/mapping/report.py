@@ -168,6 +168,7 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
         "chip_positions": placement.chip_pos.tolist(),
         "spike_hops_per_inference": plan.metrics["spike_hops_per_step"] * t,
         "placement": plan.metrics,
+        "partitioning": plan.partitioning.to_dict() if plan.partitioning else None,
         "naive_placement": plan.naive_metrics,
         "utilisation": _utilisation(tiling),
         "energy": plan.energy,
@@ -221,6 +222,16 @@ def _n(x: float) -> str:
     return f"{x:,.4g}" if abs(x) < 1e6 else f"{x:.4g}"
 
 
+def _partitioning_line(part: dict[str, Any] | None) -> str:
+    if not part:
+        return "Chips partitioned by: not recorded."
+    tried = ", ".join(f"{c['partitioner']} seed {c['seed']}: {_n(c['spike_hops_per_step'])}"
+                      for c in part["candidates"]) or "none"
+    notes = "".join(f" Note: {n}." for n in part["notes"])
+    return (f"Chips partitioned by **{part['chosen']}** (seed {part['seed']}), the fewest placed spike-hops/step "
+            f"among: {tried}.{notes}")
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     p, n, e = doc["placement"], doc["naive_placement"], doc["energy"]
     prof = doc["profile"]
@@ -246,6 +257,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"- traffic: {doc['traffic']['source']} ({doc['traffic']['label']}); T = {doc['time_steps']} steps",
         "",
         "## Placement (spikes per time step, projected)",
+        "",
+        _partitioning_line(doc.get("partitioning")),
         "",
         "| quantity | unit | this placement | naive layer order |",
         "|---|---|---:|---:|",
