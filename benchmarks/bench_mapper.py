@@ -22,19 +22,31 @@ import platform
 import time
 from typing import Any
 
+from spikereg_deploy.mapping.partition import DEFAULT_PARTITIONERS
 from spikereg_deploy.mapping.plan import plan_mapping
 from spikereg_deploy.mapping.profiles import CoreProfile, load_profile
 from spikereg_deploy.mapping.tiling import tile_network
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
 SHAPES = ((32, 32, 32), (64, 64, 64), (160, 192, 224))
+#: Partitioners side by side on the loihi2 plan (each placed in full, times included): the tuned choice is the
+# best of the three pymetis settings over two seeds, picked by placed spike-hops.
+PARTITION_ROWS = (
+    ("pymetis as before", ("metis",), 1),
+    ("tuned choice", ("metis", "metis_rb", "metis_tuned"), 2),
+    ("KaHIP (eco)", ("kahip",), 1),
+    ("mt-KaHyPar (deterministic)", ("mtkahypar",), 1),
+)
 
 
-def _row(label: str, shape: tuple[int, int, int], profile: CoreProfile, place: bool) -> dict[str, Any]:
+def _row(
+    label: str, shape: tuple[int, int, int], profile: CoreProfile, place: bool,
+    partitioners: tuple[str, ...] = DEFAULT_PARTITIONERS, seeds: int = 1,
+) -> dict[str, Any]:
     spec = build_unet_spec(UNetConfig())
     wall, cpu = time.perf_counter(), time.process_time()
     if place:
-        plan = plan_mapping(spec, shape, profile)
+        plan = plan_mapping(spec, shape, profile, partitioners=partitioners, seeds=seeds)
         tiling, m, n = plan.tiling, plan.metrics, plan.naive_metrics
     else:
         tiling, m, n = tile_network(spec, shape, profile), None, None
@@ -63,6 +75,8 @@ def _row(label: str, shape: tuple[int, int, int], profile: CoreProfile, place: b
             worst_hops=m["worst_hops"],
             host_input=plan.graph.host_inputs,
             readout_output=plan.graph.host_outputs,
+            partitioner=plan.partitioning.chosen if plan.partitioning else "-",
+            notes=plan.partitioning.notes if plan.partitioning else [],
         )
     return row
 
@@ -73,7 +87,8 @@ def _fmt(row: dict[str, Any]) -> str:
 
     cut = f"{100 * row['hop_cut']:.1f} %" if "hop_cut" in row else "-"
     return (
-        f"| {row['case']} | {row['shape']} | {row['cores']:,} | {row['lower_bound']:,} | "
+        f"| {row['case']} | {row.get('partitioner', '-')} | {row['shape']} | {row['cores']:,} | "
+        f"{row['lower_bound']:,} | "
         f"{row['ratio']:.3f} | {row['fill_lower_bound']:,} | {row['fill_ratio']:.3f} | "
         f"{row['chips']:,} | {g('hops')} | {g('naive_hops')} | {cut} | "
         f"{g('inter_chip')} | {g('naive_inter_chip')} | "
@@ -85,12 +100,15 @@ def _fmt(row: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the full OASIS volume")
+    parser.add_argument("--no-partitioners", action="store_true", help="skip the partitioner comparison rows")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     loihi2 = load_profile("loihi2")
     l1_axons = loihi2.replace_limits(input_axons=4096, output_axons=4096)
     shapes = SHAPES[:2] if args.quick else SHAPES
     rows = [_row("loihi2", s, loihi2, place=True) for s in shapes]
+    for label, names, seeds in () if args.no_partitioners else PARTITION_ROWS[1:]:
+        rows += [_row(f"loihi2, {label}", s, loihi2, True, names, seeds) for s in shapes]
     population = loihi2.replace_limits(axon_model="population")
     rows += [_row("loihi2, population axons", s, population, place=True) for s in shapes]
     full = loihi2.replace_limits(fill_factor=1.0)
@@ -105,13 +123,16 @@ def main() -> None:
     )
     print("targets: cores / fill-adjusted lower bound <= 1.05; spike-hops at least 30 % below naive layer order\n")
     print(
-        "| profile | input | cores | bound (100 % fill) | ratio | bound (fill target) | ratio | chips | "
+        "| profile | chips by | input | cores | bound (100 % fill) | ratio | bound (fill target) | ratio | chips | "
         "spike-hops/step | naive | fewer | inter-chip spikes/step | naive | avg hops (ours / naive) | "
         "host in / readout out per step | time s (wall / CPU) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(_fmt(row))
+    for row in rows:
+        for note in row.get("notes", []):
+            print(f"note ({row['case']}, {row['shape']}): {note}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(rows, fh, indent=2)

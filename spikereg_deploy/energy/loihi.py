@@ -12,7 +12,10 @@ cost model `loihi_per_op`: counts x the profile's per-operation energies (pJ), t
   With a mapping they come from its block graph; without one every spike counts as one packet (one destination
   core: the fewest a spike can need);
 - router hops east-west / north-south and chip-to-chip crossings of the planned placement at `hop_east_west_pj`,
-  `hop_north_south_pj` and `chip_hop_pj`: only with a mapping (without one they are not costed).
+  `hop_north_south_pj` and `chip_hop_pj`: only with a mapping (without one they are not costed);
+- host I/O, with a mapping: input injection (the analog input's values x destination cores, every step) and
+  readout output (the readout's values leaving the chip, every step) are counted and listed under `not_costed`,
+  since no per-value energy of Loihi's host link is published.
 
 The packet-and-hop terms are the mapping's because they follow how the hardware spends energy; without a mapping
 the same formula runs without hops. A count or an energy key that is missing is listed under `not_costed`, never
@@ -40,7 +43,7 @@ TERMS: tuple[tuple[str, str], ...] = (
 )
 #: Counts only a mapping (placement) can give; the energy report copies them from mapping.json.
 MAPPING_COUNTS = ("spike_packets", "router_hops_east_west", "router_hops_north_south", "chip_link_crossings",
-                  "host_input_packets")
+                  "host_input_packets", "host_output_values")
 
 
 class EnergyTable(Protocol):
