@@ -35,6 +35,9 @@ PARTITIONERS = ("metis", "metis_rb", "metis_tuned", "mtkahypar", "kahip")
 OPTIONAL = {"mtkahypar": "mtkahypar", "kahip": "kahip"}
 DEFAULT_PARTITIONERS = ("metis",)
 KAHIP_ECO = 1
+#: Least imbalance asked of KaHIP and mt-KaHyPar: METIS's default (ufactor 30). Chips nearly full leave almost no
+# slack, and a partitioner held to it cuts worse; `repair_balance` then moves the few blocks above capacity.
+EPSILON_FLOOR = 0.03
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def _mtkahypar(problem: PartitionProblem, seed: int) -> np.ndarray:
     init = _MTKAHYPAR[0]
     mtkahypar.set_seed(seed)
     context = init.context_from_preset(mtkahypar.PresetType.DETERMINISTIC)
-    context.set_partitioning_parameters(problem.n_parts, max(problem.slack, 0.001), mtkahypar.Objective.CUT)
+    context.set_partitioning_parameters(problem.n_parts, max(problem.slack, EPSILON_FLOOR),
+                                        mtkahypar.Objective.CUT)
     context.logging = False
     upper = sp.triu(problem.adj, k=1).tocoo()
     weight_of = sp.csr_matrix((problem.weights, problem.adj.indices, problem.adj.indptr), shape=problem.adj.shape)
@@ -118,9 +122,9 @@ def _kahip(problem: PartitionProblem, seed: int) -> np.ndarray:
     import kahip
 
     n = problem.adj.shape[0]
+    epsilon = max(problem.slack, EPSILON_FLOOR)
     _, blocks = kahip.kaffpa([1] * n, problem.adj.indptr.tolist(), problem.weights.astype(int).tolist(),
-                             problem.adj.indices.tolist(), problem.n_parts, max(problem.slack, 0.001), True, seed,
-                             KAHIP_ECO)
+                             problem.adj.indices.tolist(), problem.n_parts, epsilon, True, seed, KAHIP_ECO)
     return np.asarray(blocks, dtype=np.int64)
 
 
