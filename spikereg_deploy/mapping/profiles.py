@@ -181,6 +181,9 @@ class CoreProfile:
             raise SpikeRegError(
                 f"axon model must be one of {', '.join(AXON_MODELS)}, got {profile.axon_model!r}", profile.path
             )
+        enc = profile.synapse_encoding
+        if min(enc.synapses_per_group, enc.word_bits) < 1 or min(enc.index_bits, enc.group_header_bits) < 0:
+            raise SpikeRegError(f"synapse encoding needs groups and words of at least 1, got {enc}", profile.path)
         _check_chip(profile, profile.path or profile.name)
         return profile
 
