@@ -8,7 +8,7 @@ import pytest
 
 from spikereg_deploy.mapping.placement import Placement
 from spikereg_deploy.mapping.plan import plan_mapping, read_traffic_report, write_outputs
-from spikereg_deploy.mapping.profiles import CoreProfile, load_profile
+from spikereg_deploy.mapping.profiles import CoreProfile, SynapseEncoding, load_profile
 from spikereg_deploy.mapping.report import mapping_document, read_mapping
 from spikereg_deploy.mapping.routing import evaluate, link_loads
 from spikereg_deploy.mapping.tiling import RESOURCES, tile_network
@@ -72,8 +72,18 @@ def test_blocks_within_limits_cover_every_neuron_once(small_spec, default_spec, 
     assert tiling.n_blocks >= tiling.lower_bound
 
 
-def test_block_resources_match_brute_force(small_spec):
-    profile = tiny_profile()
+def nengo_loihi_list_bits(n: int, bits_per_synapse: int, header: int = 10, per_group: int = 64) -> int:
+    """nengo-loihi's SynapseConfig.bits_per_axon, written out as its loop (groups of 64, 64-bit words)."""
+    bits = 0
+    for start in range(0, n, per_group):
+        m = min(n - start, per_group)
+        bits += -64 * (-(m * bits_per_synapse + header) // 64)
+    return bits
+
+
+@pytest.mark.parametrize("axon_model", ["per_channel", "population"])
+def test_block_resources_match_brute_force(small_spec, axon_model):
+    profile = tiny_profile(axon_model=axon_model)
     shape = (8, 8, 12)
     tiling = tile_network(small_spec, shape, profile)
     geo = small_spec.geometry(shape)
@@ -82,16 +92,30 @@ def test_block_resources_match_brute_force(small_spec):
         layer, g = small_spec.layer(lt.name), geo[lt.name]
         conns = [axis_conn(layer, a, g.in_shape[a], g.out_shape[a]) for a in range(3)]
         fan = dest_blocks_per_source(tiling, small_spec, geo, lt.name)
+        edges = small_spec.edges_into(lt.name)
+        if axon_model == "per_channel":
+            axons_per_pixel = g.in_channels
+        else:  # one population axon per source pixel and source core (its channel groups; the host input: one)
+            axons_per_pixel = sum(
+                1 if e.src == "input" else tiling.layer(e.src).grid[0] for e in edges
+            )
         for b, (c0, c1, z0, z1, y0, y1, x0, x1) in enumerate(lt.block_ranges()):
             rf = (
                 conns[0][:, z0:z1].any(1).sum()
                 * conns[1][:, y0:y1].any(1).sum()
                 * conns[2][:, x0:x1].any(1).sum()
             )
-            assert lt.resources["input_axons"][b] == g.in_channels * rf
-            assert lt.resources["output_axons"][b] == fan[c0:c1, z0:z1, y0:y1, x0:x1].sum()
+            assert lt.resources["input_axons"][b] == axons_per_pixel * rf
+            per_pixel = fan[c0, z0:z1, y0:y1, x0:x1].sum()  # every channel of a pixel reaches the same cores
+            out = fan[c0:c1, z0:z1, y0:y1, x0:x1].sum() if axon_model == "per_channel" else per_pixel
+            assert lt.resources["output_axons"][b] == out
             k3 = int(np.prod(layer.kernel))
-            assert lt.resources["synaptic_memory_bits"][b] == np.ceil(k3 * g.in_channels * (c1 - c0) * 9)
+            # 8 weight + 12 index bits per synapse, plus the delay field of a skip (e.g. 3 steps: 2 bits).
+            memory = sum(
+                e.channels * nengo_loihi_list_bits(k3 * (c1 - c0), 8 + 12 + int(e.delay).bit_length())
+                for e in edges
+            )
+            assert lt.resources["synaptic_memory_bits"][b] == memory
 
 
 def test_layer_needing_two_cores_by_synaptic_memory():
@@ -111,6 +135,7 @@ def test_layer_needing_two_cores_by_synaptic_memory():
         output_axons=100_000,
         bits_per_weight=8.0,
         fill_factor=1.0,
+        synapse_encoding=SynapseEncoding(0, 0, 64, 1, 6),  # bare weights: no index, header or rounding
     )
     tiling = tile_network(spec, (4, 4, 4), profile)
     a = tiling.layer("a")

@@ -54,8 +54,10 @@ def test_layer_that_fits_no_core_says_which_limit_and_by_how_much(default_spec):
     with pytest.raises(SpikeRegError) as err:
         tile_network(default_spec, (16, 16, 16), profile)
     message = str(err.value)
-    # bottleneck: one neuron's kernel is 3^3 x 128 inputs x 9 bits = 31,104 bits, 11,104 over.
-    assert "'bottleneck'" in message and "synaptic memory" in message and "11,104 over" in message
+    # dec1 (tiled before the bottleneck: consumers first): one output channel's lists are, per input channel,
+    # 2^3 = 8 synapses of 8 weight + 12 index bits (+ 2 delay bits on the enc2 skip) + 10 header bits = 170
+    # (186) bits -> 3 words = 192 bits; x (64 + 64) input channels = 24,576 bits, 4,576 over.
+    assert "'dec1'" in message and "synaptic memory" in message and "24,576" in message and "4,576 over" in message
 
 
 def test_layer_that_fits_no_core_by_input_axons(default_spec):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.limits import check_mapping_size
+from spikereg_deploy.mapping.partition import DEFAULT_PARTITIONERS, PARTITIONERS
 from spikereg_deploy.mapping.plan import format_plan_summary, plan_mapping, write_outputs
 from spikereg_deploy.mapping.profiles import BUILTIN_PROFILES, load_profile
 from spikereg_deploy.mapping.traffic import DEFAULT_RATE
@@ -60,7 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of each core's compartments to fill (default: the profile's; 0.875 as in lava-dl's "
         "compiler logs)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="METIS seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="partitioner seed (default 0)")
+    parser.add_argument(
+        "--partitioner",
+        nargs="+",
+        default=list(DEFAULT_PARTITIONERS),
+        choices=PARTITIONERS,
+        help="chip partitioners to try, each placed in full; the fewest spike-hops wins (default metis; "
+        "mtkahypar and kahip are optional packages, skipped with a note when missing)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="seeds per partitioner: --seed, --seed + 1, ... (default 1)"
+    )
     parser.add_argument(
         "-o", "--output", required=True, help="mapping.json to write (report files go beside it)"
     )
@@ -123,11 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         assumed_rate=args.assumed_rate,
         seed=args.seed,
         progress=True,
+        partitioners=args.partitioner,
+        seeds=args.seeds,
     )
     write_outputs(plan, args.output)
     if plan.exceeds_largest_system():
         print(f"note: {plan.placement.n_chips:,} chips exceed the largest {profile.name} system in the profile "
               f"({profile.max_chips:,} chips)", file=sys.stderr)
+    for note in plan.partitioning.notes if plan.partitioning else []:
+        print(f"note: {note}", file=sys.stderr)
     print(format_plan_summary(plan))
     print(f"wrote {args.output}")
     return 0

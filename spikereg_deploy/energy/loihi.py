@@ -12,7 +12,10 @@ cost model `loihi_per_op`: counts x the profile's per-operation energies (pJ), t
   With a mapping they come from its block graph; without one every spike counts as one packet (one destination
   core: the fewest a spike can need);
 - router hops east-west / north-south and chip-to-chip crossings of the planned placement at `hop_east_west_pj`,
-  `hop_north_south_pj` and `chip_hop_pj`: only with a mapping (without one they are not costed).
+  `hop_north_south_pj` and `chip_hop_pj`: only with a mapping (without one they are not costed);
+- host I/O, with a mapping: input injection (the analog input's values x destination cores, every step) and
+  readout output (the readout's values leaving the chip, every step) are counted and listed under `not_costed`,
+  since no per-value energy of Loihi's host link is published.
 
 The packet-and-hop terms are the mapping's because they follow how the hardware spends energy; without a mapping
 the same formula runs without hops. A count or an energy key that is missing is listed under `not_costed`, never
@@ -40,7 +43,7 @@ TERMS: tuple[tuple[str, str], ...] = (
 )
 #: Counts only a mapping (placement) can give; the energy report copies them from mapping.json.
 MAPPING_COUNTS = ("spike_packets", "router_hops_east_west", "router_hops_north_south", "chip_link_crossings",
-                  "host_input_packets")
+                  "host_input_packets", "host_output_values")
 
 
 class EnergyTable(Protocol):
@@ -137,8 +140,18 @@ def loihi_energy(counts: dict[str, OperationCount], profile: EnergyTable, time_s
         "total_pJ": total_pj,
         "total_uJ": total_pj * 1e-6,
         "label": LABEL,
-        "not_costed": missing + ["host input I/O", f"pipeline fill ({pipeline_depth} extra steps)"],
+        "not_costed": missing + [_host_io(value), f"pipeline fill ({pipeline_depth} extra steps)"],
     }
+
+
+def _host_io(value: dict[str, float]) -> str:
+    """The host's I/O, counted where a mapping gives it, never priced (no published energy per value)."""
+    if "host_input_packets" not in value:
+        return "host input I/O"
+    out = value.get("host_output_values")
+    readout = f", readout output {out:,.0f} values" if out is not None else ""
+    return f"host I/O (input injection {value['host_input_packets']:,.0f} value-core pairs{readout}; counted, no " \
+        "published energy per value)"
 
 
 def format_uj(value: float) -> str:

@@ -2,8 +2,9 @@
 
 Chips and routers form one global 2-D mesh (chips
 tiled side by side, as Loihi's mesh protocol extends across chips): a spike's hops are the Manhattan distance
-between the two routers, and the chip-to-chip links it crosses are the chip-mesh distance. Placement: METIS
-splits the blocks into chip-sized parts (cut = inter-chip traffic), parts go on the chip mesh by their spatial
+between the two routers, and the chip-to-chip links it crosses are the chip-mesh distance. Placement: a
+partitioner (`partition.py`) splits the blocks into chip-sized parts (cut = inter-chip traffic), parts go on the
+chip mesh by their spatial
 centre, then blocks on each chip's routers by a greedy placement refined with pairwise swaps. The naive
 layer-order placement is kept beside it as the baseline.
 """
@@ -106,7 +107,7 @@ def naive_placement(n_blocks: int, profile: CoreProfile) -> Placement:
 
 
 # -- chips ---------------------------------------------------------------------------------------------------
-def _symmetric(graph: BlockGraph, n: int, nodes_of: np.ndarray | None = None) -> sp.csr_matrix:
+def symmetric_traffic(graph: BlockGraph, n: int, nodes_of: np.ndarray | None = None) -> sp.csr_matrix:
     src, dst = (graph.src, graph.dst) if nodes_of is None else (nodes_of[graph.src], nodes_of[graph.dst])
     a = sp.coo_matrix((graph.spikes, (src, dst)), shape=(n, n)).tocsr()
     a = (a + a.T).tocsr()
@@ -115,30 +116,7 @@ def _symmetric(graph: BlockGraph, n: int, nodes_of: np.ndarray | None = None) ->
     return a
 
 
-def partition_chips(graph: BlockGraph, profile: CoreProfile, seed: int = 0) -> np.ndarray:
-    """Chip of every block: METIS k-way cut minimising inter-chip spikes; no chip above its usable cores."""
-    n_chips = chips_needed(graph.n_blocks, profile)
-    if n_chips == 1:
-        return np.zeros(graph.n_blocks, dtype=np.int64)
-    try:
-        import pymetis
-    except ImportError:
-        raise SpikeRegError(f"a {n_chips}-chip plan needs METIS: pip install 'pymetis>=2025.1'") from None
-    adj = _symmetric(graph, graph.n_blocks)
-    # METIS takes 32-bit integer weights (an int64 array is misread): scale so their sum stays below 2^31.
-    weights = adj.data / max(adj.data.max(initial=0.0), 1e-12) * 1e6
-    scale = min(1.0, 1.5e9 / max(weights.sum(), 1.0))
-    eweights = np.maximum(1, np.rint(weights * scale)).astype(np.int32)
-    opts = pymetis.Options()
-    opts.seed = seed
-    result = pymetis.part_graph(
-        n_chips, pymetis.CSRAdjacency(adj.indptr, adj.indices), eweights=eweights, options=opts
-    )
-    parts = np.asarray(result.vertex_part, dtype=np.int64)
-    return _repair_balance(parts, adj, n_chips, profile.usable_cores)
-
-
-def _repair_balance(parts: np.ndarray, adj: sp.csr_matrix, n_chips: int, cap: int) -> np.ndarray:
+def repair_balance(parts: np.ndarray, adj: sp.csr_matrix, n_chips: int, cap: int) -> np.ndarray:
     """Move the least attached blocks of over-full chips to the chip with room they talk to most (METIS
     balances only to within a few per cent)."""
     counts = np.bincount(parts, minlength=n_chips)
@@ -277,7 +255,7 @@ def _place_chips(
         ).astype(np.float64)
         m = len(cells)
         w = np.zeros((1, m, m))
-        w[0, :n_chips, :n_chips] = _symmetric(graph, n_chips, nodes_of=parts).toarray()
+        w[0, :n_chips, :n_chips] = symmetric_traffic(graph, n_chips, nodes_of=parts).toarray()
         start = pos[:, 0] * grid[1] + pos[:, 1]
         cell = np.concatenate([start, np.setdiff1d(np.arange(m), start)])[None]
         cell = refine_swaps(w, np.zeros_like(w), dist, cell, rounds=CHIP_SWAP_ROUNDS)[0, :n_chips]
@@ -327,12 +305,14 @@ def _chip_problems(
 
 
 def place_blocks(
-    tiling: NetworkTiling, graph: BlockGraph, profile: CoreProfile, seed: int = 0, progress: bool = False
+    tiling: NetworkTiling, graph: BlockGraph, profile: CoreProfile, parts: np.ndarray, progress: bool = False
 ) -> Placement:
-    """METIS chips, chip grid by spatial centre + swaps, then greedy + swaps on each chip's routers."""
+    """Given the chip of every block (`partition.py`): chip grid by spatial centre + swaps, then greedy + swaps on
+    each chip's routers."""
     n = graph.n_blocks
-    parts = partition_chips(graph, profile, seed)
     n_chips = chips_needed(n, profile)
+    if len(parts) != n or (n and (parts.min() < 0 or parts.max() >= n_chips)):
+        raise SpikeRegError(f"a partition must give each of the {n} blocks a chip in 0..{n_chips - 1}")
     grid, chip_pos = _place_chips(tiling, graph, parts, n_chips, profile)
     slot = np.zeros(n, dtype=np.int64)
     order = np.argsort(parts, kind="stable")
@@ -359,4 +339,4 @@ def place_blocks(
         pos = refine_swaps(w, lin, dist, greedy_place(w, lin, dist), rounds=SWAP_ROUNDS)
         members = order[bounds[chips[0]] : bounds[chips[-1] + 1]]
         slot[members] = pos[parts[members] - first, local[members]]
-    return Placement(parts, slot, grid, chip_pos, "METIS chips + greedy/swap cores")
+    return Placement(parts, slot, grid, chip_pos, "given chips + greedy/swap cores")

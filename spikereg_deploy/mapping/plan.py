@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from ..energy.loihi import describe_total
 from ..energy.report import check_model_fingerprint, check_simulation_format, load_simulation_report
 from ..errors import SpikeRegError
 from ..network import NetworkSpec, as_triple
-from .placement import Placement, naive_placement, place_blocks
+from .partition import DEFAULT_PARTITIONERS, PartitionChoice, place_best
+from .placement import Placement, naive_placement
 from .profiles import CoreProfile, load_profile
 from .render import render_png
 from .report import energy_estimate, mapping_document, render_markdown, write_mapping
@@ -41,6 +43,7 @@ class MappingPlan:
     naive_metrics: dict[str, Any]
     energy: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    partitioning: PartitionChoice | None = None
 
     def exceeds_largest_system(self) -> bool:
         """More chips than the largest system the profile lists (the plan is still written: a what-if)."""
@@ -102,8 +105,13 @@ def plan_mapping(
     assumed_rate: float = DEFAULT_RATE,
     seed: int = 0,
     progress: bool = False,
+    partitioners: Sequence[str] = DEFAULT_PARTITIONERS,
+    seeds: int = 1,
 ) -> MappingPlan:
-    """Tile, build the traffic graph, place (and the naive baseline), evaluate, estimate energy."""
+    """Tile, build the traffic graph, place (and the naive baseline), evaluate, estimate energy.
+
+    `partitioners` x `seeds` candidates are each placed; the one with the fewest spike-hops is kept (partition.py).
+    """
     shape = as_triple(list(input_shape), "input shape")
     prof = profile if isinstance(profile, CoreProfile) else load_profile(profile)
     timings: dict[str, float] = {}
@@ -118,13 +126,14 @@ def plan_mapping(
     graph = build_block_graph(tiling, rates)
     timings["block_graph"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    placement = place_blocks(tiling, graph, prof, seed=seed, progress=progress)
+    placement, choice = place_best(tiling, graph, prof, partitioners, seeds, seed, progress)
     timings["placement"] = time.perf_counter() - mark
     mark = time.perf_counter()
     naive = naive_placement(tiling.n_blocks, prof)
     metrics, naive_metrics = evaluate(placement, graph, prof), evaluate(naive, graph, prof)
     timings["evaluation"] = time.perf_counter() - mark
-    plan = MappingPlan(spec, shape, prof, tiling, rates, graph, placement, naive, metrics, naive_metrics)
+    plan = MappingPlan(spec, shape, prof, tiling, rates, graph, placement, naive, metrics, naive_metrics,
+                       partitioning=choice)
     plan.energy = energy_estimate(plan)
     timings["total"] = time.perf_counter() - start
     plan.timings = {k: round(v, 3) for k, v in timings.items()}
@@ -154,8 +163,10 @@ def format_plan_summary(plan: MappingPlan) -> str:
     """Cores, chips, hop figures against the naive placement, and the one Loihi energy line."""
     m, n, tiling = plan.metrics, plan.naive_metrics, plan.tiling
     return "\n".join([
-        f"cores {tiling.n_blocks:,} (planned), lower bound {tiling.lower_bound:,}, ratio "
-        f"{tiling.n_blocks / tiling.lower_bound:.3f}; chips {plan.placement.n_chips:,}",
+        f"cores {tiling.n_blocks:,} (planned), lower bound {tiling.lower_bound:,} at 100 % fill (ratio "
+        f"{tiling.n_blocks / tiling.lower_bound:.3f}), {tiling.fill_lower_bound:,} at fill "
+        f"{plan.profile.fill_factor:g} (ratio {tiling.n_blocks / tiling.fill_lower_bound:.3f}); chips "
+        f"{plan.placement.n_chips:,}",
         f"spike-hops/step {m['spike_hops_per_step']:.4g} vs naive {n['spike_hops_per_step']:.4g} "
         f"({plan.rates.label} rates, projected); inter-chip spikes/step "
         f"{m['inter_chip_spikes_per_step']:.4g} vs {n['inter_chip_spikes_per_step']:.4g}",

@@ -9,18 +9,24 @@ file and the field on error, because a silently wrong limit would give a plan th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import SpikeRegError, read_toml
 
 PROFILE_FORMAT = "spikereg-core-profile"
 PROFILE_DIR = Path(__file__).parent.parent / "profiles"  # package data: spikereg_deploy/profiles/*.toml
 BUILTIN_PROFILES = ("loihi2", "loihi1")
+#: How a core's input axons address a conv's source: one axon per source neuron and channel (`per_channel`), or
+#: one per source pixel with the channels as population atoms over shared synapses (`population`, nengo-loihi's
+#: conv convention). docs/hardware-facts.md says what is known about Loihi 2's compiler.
+AXON_MODELS = ("per_channel", "population")
 
 #: (section, key, kind): every field a profile must give. Kinds: int, float (> 0), fraction (0 < f <= 1),
-# bool, mesh.
+# bool, mesh, axon_model (one of AXON_MODELS), count (an integer >= 0).
 REQUIRED_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("core", "neurons", "int"),
     ("core", "synaptic_memory_bits", "int"),
@@ -29,6 +35,12 @@ REQUIRED_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("core", "input_axons", "int"),
     ("core", "output_axons", "int"),
     ("core", "fill_factor", "fraction"),
+    ("core", "axon_model", "axon_model"),
+    ("synapse", "index_bits", "count"),
+    ("synapse", "group_header_bits", "count"),
+    ("synapse", "synapses_per_group", "int"),
+    ("synapse", "word_bits", "int"),
+    ("synapse", "max_delay_bits", "count"),
     ("chip", "cores", "int"),
     ("chip", "usable_cores", "int"),
     ("chip", "mesh", "mesh"),
@@ -48,6 +60,44 @@ OPTIONAL_FIELDS: tuple[tuple[str, str, str], ...] = (
 
 
 @dataclass(frozen=True)
+class SynapseEncoding:
+    """How a core stores one synapse list (nengo-loihi's `SynapseConfig.bits_per_axon`, the public reference).
+
+    A list of n synapses is cut into groups of at most `synapses_per_group`; each group costs n x (weight + index
+    + delay bits) plus `group_header_bits` and is rounded up to whole `word_bits` memory words.
+    """
+
+    index_bits: int
+    group_header_bits: int
+    synapses_per_group: int
+    word_bits: int
+    max_delay_bits: int
+
+    def delay_bits(self, delay: int, where: str) -> int:
+        """Narrowest delay field that holds `delay` steps (0 when the edge has none)."""
+        bits = int(delay).bit_length()
+        if bits > self.max_delay_bits:
+            raise SpikeRegError(
+                f"an axonal delay of {delay} steps needs {bits} delay bits, more than synapse.max_delay_bits "
+                f"({self.max_delay_bits})",
+                where,
+            )
+        return bits
+
+    def list_bits(self, n_synapses: np.ndarray | int, bits_per_synapse: float) -> np.ndarray:
+        """Memory bits of synapse lists of `n_synapses` each (element-wise), headers and word rounding included."""
+        n = np.asarray(n_synapses, dtype=np.int64)
+        full, rest = np.divmod(n, self.synapses_per_group)
+        word = self.word_bits
+
+        def group(m: np.ndarray | int) -> np.ndarray:
+            bits = np.ceil(np.asarray(m) * bits_per_synapse + self.group_header_bits).astype(np.int64)
+            return -(-bits // word) * word
+
+        return full * group(self.synapses_per_group) + np.where(rest > 0, group(rest), 0)
+
+
+@dataclass(frozen=True)
 class CoreProfile:
     """Limits of one neuromorphic core and the chip around it, and per-operation energies (pJ) where known."""
 
@@ -63,6 +113,8 @@ class CoreProfile:
     usable_cores: int
     mesh: tuple[int, int]
     cores_per_router: int
+    axon_model: str
+    synapse_encoding: SynapseEncoding
     max_chips: int | None = None
     energy_pj: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
@@ -98,6 +150,8 @@ class CoreProfile:
             "input_axons": self.input_axons,
             "output_axons": self.output_axons,
             "fill_factor": self.fill_factor,
+            "axon_model": self.axon_model,
+            "synapse_encoding": asdict(self.synapse_encoding),
             "cores_per_chip": self.cores_per_chip,
             "usable_cores": self.usable_cores,
             "mesh": list(self.mesh),
@@ -123,6 +177,13 @@ class CoreProfile:
                 raise SpikeRegError(f"{key} must be positive, got {getattr(profile, key)}", profile.path)
         if not 0 < profile.fill_factor <= 1:
             raise SpikeRegError(f"fill factor must be in (0, 1], got {profile.fill_factor}", profile.path)
+        if profile.axon_model not in AXON_MODELS:
+            raise SpikeRegError(
+                f"axon model must be one of {', '.join(AXON_MODELS)}, got {profile.axon_model!r}", profile.path
+            )
+        enc = profile.synapse_encoding
+        if min(enc.synapses_per_group, enc.word_bits) < 1 or min(enc.index_bits, enc.group_header_bits) < 0:
+            raise SpikeRegError(f"synapse encoding needs groups and words of at least 1, got {enc}", profile.path)
         _check_chip(profile, profile.path or profile.name)
         return profile
 
@@ -145,6 +206,14 @@ def _value(raw: dict[str, Any], section: str, key: str, path: str) -> tuple[Any,
 
 
 def _check(value: Any, kind: str, name: str, path: str) -> Any:
+    if kind == "axon_model":
+        if value not in AXON_MODELS:
+            raise SpikeRegError(f"field {name} must be one of {', '.join(AXON_MODELS)}, got {value!r}", path)
+        return value
+    if kind == "count":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SpikeRegError(f"field {name} must be an integer >= 0, got {value!r}", path)
+        return value
     if kind == "bool":
         if not isinstance(value, bool):
             raise SpikeRegError(f"field {name} must be true or false, got {value!r}", path)
@@ -220,6 +289,14 @@ def parse_profile(raw: dict[str, Any], path: str) -> CoreProfile:
         input_axons=values["core.input_axons"],
         output_axons=values["core.output_axons"],
         fill_factor=values["core.fill_factor"],
+        axon_model=values["core.axon_model"],
+        synapse_encoding=SynapseEncoding(
+            index_bits=values["synapse.index_bits"],
+            group_header_bits=values["synapse.group_header_bits"],
+            synapses_per_group=values["synapse.synapses_per_group"],
+            word_bits=values["synapse.word_bits"],
+            max_delay_bits=values["synapse.max_delay_bits"],
+        ),
         cores_per_chip=values["chip.cores"],
         usable_cores=values["chip.usable_cores"],
         mesh=values["chip.mesh"],

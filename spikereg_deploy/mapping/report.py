@@ -50,8 +50,11 @@ def operation_counts(plan: MappingPlan) -> dict[str, OperationCount]:
         "chip_link_crossings": OperationCount(m["chip_link_crossings_per_step"] * t, "packet-crossings per "
                                               "inference", "projected: packets x chip-to-chip links crossed"),
         "host_input_packets": OperationCount(plan.graph.host_inputs * t, "(input value, core) pairs per inference",
-                                             "planned: the analog input sent from the host every step (not on "
-                                             "the mesh)"),
+                                             "planned: host input injection, the analog input's values x "
+                                             "destination cores, sent from the host every step (not on the mesh)"),
+        "host_output_values": OperationCount(plan.graph.host_outputs * t, "readout values per inference",
+                                             "planned: readout output traffic, the readout's values leaving the "
+                                             "chip for the host every step (not on the mesh)"),
     })
     return counts
 
@@ -131,6 +134,7 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
                 "grid": list(lt.grid),
                 "blocks": lt.n_blocks,
                 "lower_bound": lt.lower_bound,
+                "fill_lower_bound": lt.fill_lower_bound,
                 "binding": lt.binding,
                 "channel_bounds": lt.channel_bounds.tolist(),
                 "z_bounds": lt.axis_bounds[0].tolist(),
@@ -151,10 +155,19 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
         "cores_used": tiling.n_blocks,
         "chips_used": placement.n_chips,
         "lower_bound_cores": tiling.lower_bound,
+        "fill_lower_bound_cores": tiling.fill_lower_bound,
+        "lower_bound_fill": {"full": 1.0, "fill_factor": plan.profile.fill_factor},
+        "cores_per_lower_bound": tiling.n_blocks / tiling.lower_bound,
+        "cores_per_fill_lower_bound": tiling.n_blocks / tiling.fill_lower_bound,
+        "host_io_per_step": {
+            "input_injection": plan.graph.host_inputs,
+            "readout_output": plan.graph.host_outputs,
+        },
         "chip_grid": list(placement.chip_grid),
         "chip_positions": placement.chip_pos.tolist(),
         "spike_hops_per_inference": plan.metrics["spike_hops_per_step"] * t,
         "placement": plan.metrics,
+        "partitioning": plan.partitioning.to_dict() if plan.partitioning else None,
         "naive_placement": plan.naive_metrics,
         "utilisation": _utilisation(tiling),
         "energy": plan.energy,
@@ -166,7 +179,11 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
             "blocks": "one row per core: layer index (into 'layers'), channel range [c0, c1), z/y/x ranges "
             "[lo, hi) of the layer's output, chip id and core slot (usable cores fill the chip mesh "
             "row-major, cores_per_router per router), then what the core uses of each resource (planned)",
-            "cores_used / lower_bound_cores": "count (planned) / count (per-layer bound, summed)",
+            "cores_used / lower_bound_cores": "count (planned) / count (per-layer bound, summed, neurons at 100 % "
+            "fill)",
+            "fill_lower_bound_cores": "count (per-layer bound, summed, neurons at the profile's fill_factor)",
+            "host_io_per_step": "input_injection: (analog input value, destination core) pairs per step; "
+            "readout_output: readout values leaving the chip per step (planned, off-mesh, not costed)",
             "utilisation": "fraction of the profile's per-core limit (planned)",
             "*_per_step": "spikes (or spike-hops) per time step, projected from per-layer rates ("
             f"{plan.rates.label})",
@@ -203,6 +220,16 @@ def _n(x: float) -> str:
     return f"{x:,.4g}" if abs(x) < 1e6 else f"{x:.4g}"
 
 
+def _partitioning_line(part: dict[str, Any] | None) -> str:
+    if not part:
+        return "Chips partitioned by: not recorded."
+    tried = ", ".join(f"{c['partitioner']} seed {c['seed']}: {_n(c['spike_hops_per_step'])}"
+                      for c in part["candidates"]) or "none"
+    notes = "".join(f" Note: {n}." for n in part["notes"])
+    return (f"Chips partitioned by **{part['chosen']}** (seed {part['seed']}), the fewest placed spike-hops/step "
+            f"among: {tried}.{notes}")
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     p, n, e = doc["placement"], doc["naive_placement"], doc["energy"]
     prof = doc["profile"]
@@ -211,8 +238,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# Mapping of {net['name']} ({net['fingerprint']}) at {shape} on {prof['name']}",
         "",
-        f"- cores used: **{_n(doc['cores_used'])}** (planned); lower bound {_n(doc['lower_bound_cores'])} "
-        f"(per-layer bound, summed); ratio {doc['cores_used'] / doc['lower_bound_cores']:.3f}",
+        f"- cores used: **{_n(doc['cores_used'])}** (planned); lower bound {_n(doc['lower_bound_cores'])} at "
+        f"100 % fill (ratio {doc['cores_used'] / doc['lower_bound_cores']:.3f}), "
+        f"{_n(doc['fill_lower_bound_cores'])} at the fill target {prof['fill_factor']:.3f} "
+        f"(ratio {doc['cores_used'] / doc['fill_lower_bound_cores']:.3f}); per-layer bounds, summed; axon model "
+        f"{prof['axon_model']}",
+        f"- host I/O per step (planned, off-mesh): input injection {_n(doc['host_io_per_step']['input_injection'])}"
+        f" (input value, core) pairs; readout output {_n(doc['host_io_per_step']['readout_output'])} values",
         f"- chips used: **{_n(doc['chips_used'])}** (planned; {prof['usable_cores']} usable cores each, "
         f"chip grid {doc['chip_grid'][0]} x {doc['chip_grid'][1]})"
         + (
@@ -223,6 +255,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"- traffic: {doc['traffic']['source']} ({doc['traffic']['label']}); T = {doc['time_steps']} steps",
         "",
         "## Placement (spikes per time step, projected)",
+        "",
+        _partitioning_line(doc.get("partitioning")),
         "",
         "| quantity | unit | this placement | naive layer order |",
         "|---|---|---:|---:|",
@@ -260,13 +294,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         "## Layers (planned)",
         "",
-        "| layer | grid (c x z x y x x) | cores | lower bound | binding limit |",
-        "|---|---|---:|---:|---|",
+        "| layer | grid (c x z x y x x) | cores | lower bound (100 % fill) | lower bound (fill target) | "
+        "binding limit |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for lt in doc["layers"]:
         lines.append(
             f"| {lt['name']} | {' x '.join(map(str, lt['grid']))} | {_n(lt['blocks'])} | "
-            f"{_n(lt['lower_bound'])} | {RESOURCE_LABELS[lt['binding']]} |"
+            f"{_n(lt['lower_bound'])} | {_n(lt['fill_lower_bound'])} | {RESOURCE_LABELS[lt['binding']]} |"
         )
     lines += [
         "",
@@ -284,8 +319,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "Not costed: " + "; ".join(e["not_costed"]) + ".",
         "",
         "Lower bound per layer: max(ceil(neurons/cap), ceil(in_axons/cap), ceil(out_axons/cap), "
-        "ceil(synapse_bits/mem)); in_axons = source neurons with a synapse into the layer, out_axons = the "
-        "layer's neurons with a synapse into each consumer layer (see spikereg_deploy/mapping/tiling.py).",
+        "ceil(synapse_bits/mem)), cap = all compartments (100 % fill) or the fill target; in_axons / out_axons "
+        f"counted as the {prof['axon_model']} axon model does (see spikereg_deploy/mapping/tiling.py).",
         "",
     ]
     return "\n".join(lines)

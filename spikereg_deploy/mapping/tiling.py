@@ -11,13 +11,17 @@ consumers are cut, its input axons only on its own receptive field.
 Whole-layer lower bound (nengo-loihi's splitter formula), with the terms defined as:
   neurons      = Cout x output voxels (compartments; the readout's non-spiking ones included, whose values
                  the host reads, so they need no output axons)
-  in_axons     = source neurons with at least one synapse into the layer, summed over its input edges:
-                 each must arrive at an input axon of at least one of the layer's cores
-  out_axons    = the layer's neurons with at least one synapse into a consumer, summed over consumer
-                 layers: each needs an output axon per consumer (layers never share a core)
-  synapse_bits = one copy of the whole kernel, k^3 x Cin x Cout x bits per weight (shared weights),
-                 or every synapse x bits per weight (no sharing)
+  in_axons     = per_channel: source neurons with at least one synapse into the layer, summed over its input
+                 edges; population: source pixels with a synapse into the layer x the source layer's channel
+                 groups (one population axon per pixel and source core), summed over input edges
+  out_axons    = per_channel: the layer's neurons with at least one synapse into a consumer, summed over
+                 consumer layers; population: the layer's pixels with a synapse into a consumer (the cut with one
+                 channel group, the fewest output axons any cut can have)
+  synapse_bits = one copy of the whole kernel as synapse lists (synapse_memory.py), shared weights, or every
+                 synapse x its bits (no sharing)
   cores >= max(ceil(neurons / cap), ceil(in_axons / cap), ceil(out_axons / cap), ceil(synapse_bits / mem))
+The neuron cap is stated: `lower_bound` divides by all compartments of a core (100 % fill), `fill_lower_bound`
+by the profile's fill target (`fill_factor`), which is what the tiler itself fills to.
 """
 
 from __future__ import annotations
@@ -30,7 +34,17 @@ import numpy as np
 from ..connectivity import axis_fan_in, axis_reach
 from ..errors import SpikeRegError
 from ..network import LayerSpec, NetworkSpec, Triple
+from .grid import balanced_bounds, part_counts, part_sums, reach_matrix
 from .profiles import CoreProfile
+from .synapse_memory import (
+    EdgeSynapses,
+    axis_fanout_in_parts,
+    edge_synapses,
+    shared_bits,
+    unshared_block_bits,
+    unshared_bound,
+    whole_layer_bits,
+)
 
 RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
 RESOURCE_LABELS = {
@@ -39,30 +53,6 @@ RESOURCE_LABELS = {
     "input_axons": "input axons",
     "output_axons": "output axons",
 }
-
-
-def reach_matrix(lo: np.ndarray, hi: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """reach[d, i]: input index i has a synapse into output part d = [bounds[d], bounds[d+1])."""
-    starts, stops = bounds[:-1, None], bounds[1:, None] - 1
-    return (lo[None, :] <= stops) & (hi[None, :] >= starts) & (lo <= hi)[None, :]
-
-
-def part_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Sum of `values` (last axis) over each part [bounds[j], bounds[j+1])."""
-    cum = np.concatenate(
-        [np.zeros(values.shape[:-1] + (1,), dtype=np.int64), np.cumsum(values, axis=-1)], axis=-1
-    )
-    return cum[..., bounds[1:]] - cum[..., bounds[:-1]]
-
-
-def balanced_bounds(n: int, parts: int) -> np.ndarray:
-    """Boundaries of `parts` nearly equal parts of range(n) (sizes differ by at most one)."""
-    return (np.arange(parts + 1, dtype=np.int64) * n) // parts
-
-
-def part_counts(n: int) -> np.ndarray:
-    """Part counts worth trying on an axis of length n: the fewest parts for each distinct largest part."""
-    return np.unique(np.array([-(-n // size) for size in range(1, n + 1)], dtype=np.int64))
 
 
 @dataclass(eq=False)
@@ -80,7 +70,9 @@ class LayerTiling:
     resources: dict[str, np.ndarray] = field(default_factory=dict)
     layer_totals: dict[str, int] = field(default_factory=dict)
     lower_bound: int = 0
+    fill_lower_bound: int = 0
     binding: str = ""
+    receptive_field: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # source pixels/block
 
     @property
     def grid(self) -> tuple[int, int, int, int]:
@@ -114,7 +106,13 @@ class NetworkTiling:
 
     @property
     def lower_bound(self) -> int:
+        """Per-layer bounds summed, neurons divided by all of a core's compartments (100 % fill)."""
         return sum(t.lower_bound for t in self.layers)
+
+    @property
+    def fill_lower_bound(self) -> int:
+        """Per-layer bounds summed, neurons divided by the fill target (`fill_factor` of the compartments)."""
+        return sum(t.fill_lower_bound for t in self.layers)
 
     def layer(self, name: str) -> LayerTiling:
         for tiling in self.layers:
@@ -143,6 +141,7 @@ class _Axis:
         # For each output index: how many input indices reach it (receptive field clipped to the map).
         self.rf = axis_fan_in(layer, axis, g.in_shape[axis], self.n)
         self.lo, self.hi, self.n_in = lo, hi, g.in_shape[axis]
+        self.max_fanout = int(np.maximum(hi - lo + 1, 0).max(initial=0))
         # Per consumer: how many of its parts (along this axis) each output index has a synapse into.
         self.dest_counts: list[np.ndarray] = []
         for consumer in spec.consumers(layer.name):
@@ -189,6 +188,17 @@ def _fail(layer: LayerSpec, need: dict[str, float], profile: CoreProfile) -> Spi
     )
 
 
+def in_axon_factor(edges: list[EdgeSynapses], profile: CoreProfile, src_groups: dict[str, int]) -> int:
+    """Input axons per source pixel of the receptive field, summed over input edges.
+
+    per_channel: one axon per source channel; population: one per source core holding the pixel, i.e. the source
+    layer's channel groups (the host's analog input counts as one population).
+    """
+    if profile.axon_model == "per_channel":
+        return sum(e.channels for e in edges)
+    return sum(src_groups.get(e.src, 1) for e in edges)
+
+
 def tile_layer(
     spec: NetworkSpec,
     geo: dict,
@@ -196,16 +206,22 @@ def tile_layer(
     profile: CoreProfile,
     tilings: dict[str, LayerTiling],
     layer_index: int,
+    src_groups: dict[str, int] | None = None,
 ) -> LayerTiling:
     """Choose the grid with the fewest blocks that keeps every block within the profile's limits.
 
     Ties go to the grid with the smallest summed receptive fields (least halo, so least duplicated traffic).
+    `src_groups` are the channel groups of the layer's sources (population axons: an axon per source core).
     """
+    groups_of = src_groups or {}
     g = geo[layer.name]
     axes = [_Axis(spec, geo, layer, a, tilings) for a in range(3)]
     cands = [ax.candidates() for ax in axes]
-    cin, cout, bpw = g.in_channels, layer.out_channels, profile.bits_per_weight
+    cout = layer.out_channels
     k3 = math.prod(layer.kernel)
+    edges = edge_synapses(spec, layer, profile)
+    in_factor = in_axon_factor(edges, profile, groups_of)
+    per_channel_out = profile.axon_model == "per_channel"
     n_consumers = len(axes[0].dest_counts)
     consumer_groups = [len(tilings[c].channel_bounds) - 1 for c in spec.consumers(layer.name)]
     # Broadcast the three axes: shapes (Z,1,1), (1,Y,1), (1,1,X).
@@ -219,18 +235,21 @@ def tile_layer(
         out_per_channel = out_per_channel + consumer_groups[j] * math.prod(
             c["dest"][j].reshape(s) for c, s in zip(cands, shp, strict=True)
         )
-    max_fan_in = cin * math.prod(int(ax.rf.max()) for ax in axes)
-    in_axons = cin * rf
+    max_fanout = math.prod(ax.max_fanout for ax in axes)
+    in_axons = in_factor * rf
     best: tuple | None = None
     for groups in part_counts(cout):
         size = -(-cout // int(groups))
         neurons = size * vol
-        syn = (k3 * cin * size * bpw) if profile.shared_weights else (neurons * max_fan_in * bpw)
+        if profile.shared_weights:
+            syn = shared_bits(edges, k3, np.array(size), profile)
+        else:
+            syn = unshared_bound(edges, rf, max_fanout, size, profile)
         ok = (
             (neurons <= profile.neuron_budget)
             & (syn <= profile.synaptic_memory_bits)
             & (in_axons <= profile.input_axons)
-            & (size * out_per_channel <= profile.output_axons)
+            & ((size if per_channel_out else 1) * out_per_channel <= profile.output_axons)
         )
         if not ok.any():
             continue
@@ -242,10 +261,15 @@ def tile_layer(
             best = (key, int(groups), np.unravel_index(flat, blocks.shape))
     if best is None:
         # The finest grid (one voxel, one channel per block) needs the least of everything: say what it lacks.
+        rf_one = math.prod(int(c["rf"][-1]) for c in cands)
         one = {
             "neurons": 1,
-            "input_axons": cin * math.prod(int(c["rf"][-1]) for c in cands),
-            "synaptic_memory_bits": (k3 * cin * bpw) if profile.shared_weights else max_fan_in * bpw,
+            "input_axons": in_factor * rf_one,
+            "synaptic_memory_bits": float(
+                shared_bits(edges, k3, np.array(1), profile)
+                if profile.shared_weights
+                else unshared_bound(edges, np.array(rf_one), max_fanout, 1, profile)
+            ),
             "output_axons": int(out_per_channel[-1, -1, -1]),
         }
         raise _fail(layer, one, profile)
@@ -263,42 +287,51 @@ def tile_layer(
         axis_bounds=(bz, by, bx),
         first_block=0,
     )
-    _fill_resources(tiling, spec, layer, axes, profile, consumer_groups, cin, k3)
+    fill_resources(tiling, spec, geo, layer, profile, tilings, groups_of)
     return tiling
 
 
-def _fill_resources(
+def fill_resources(
     tiling: LayerTiling,
     spec: NetworkSpec,
+    geo: dict,
     layer: LayerSpec,
-    axes: list[_Axis],
     profile: CoreProfile,
-    consumer_groups: list[int],
-    cin: int,
-    k3: int,
+    tilings: dict[str, LayerTiling],
+    src_groups: dict[str, int],
 ) -> None:
-    """Exact per-block use of every resource, and the whole-layer lower bound."""
+    """Exact per-block use of every resource, and the whole-layer lower bounds (at 100 % and at the fill
+    target)."""
+    axes = [_Axis(spec, geo, layer, a, tilings) for a in range(3)]
+    consumer_groups = [len(tilings[c].channel_bounds) - 1 for c in spec.consumers(layer.name)]
+    edges = edge_synapses(spec, layer, profile)
+    k3 = math.prod(layer.kernel)
+    in_factor = in_axon_factor(edges, profile, src_groups)
     shp = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
     sizes = [np.diff(b).reshape(s) for b, s in zip(tiling.axis_bounds, shp, strict=True)]
     reach = [ax.in_reach(b).reshape(s) for ax, b, s in zip(axes, tiling.axis_bounds, shp, strict=True)]
-    groups = np.diff(tiling.channel_bounds).reshape(-1, 1, 1, 1)
+    channel_sizes = np.diff(tiling.channel_bounds)
+    groups = channel_sizes.reshape(-1, 1, 1, 1)
     vol = math.prod(sizes)[None]
     neurons = groups * vol
-    in_axons = np.broadcast_to(cin * math.prod(reach)[None], neurons.shape)
+    receptive_field = np.broadcast_to(math.prod(reach)[None], neurons.shape)
+    tiling.receptive_field = receptive_field.ravel().astype(np.int64)
+    in_axons = in_factor * receptive_field
     out_pc = np.zeros(vol.shape, dtype=np.int64)
     for j, n_groups in enumerate(consumer_groups):
         out_pc = out_pc + n_groups * math.prod(
             part_sums(ax.dest_counts[j], b).reshape(s)
             for ax, b, s in zip(axes, tiling.axis_bounds, shp, strict=True)
         )
-    out_axons = groups * out_pc
+    out_axons = (groups if profile.axon_model == "per_channel" else 1) * np.broadcast_to(out_pc, neurons.shape)
     if profile.shared_weights:
-        syn = np.broadcast_to(groups * (k3 * cin * profile.bits_per_weight), neurons.shape)
+        syn = np.broadcast_to(shared_bits(edges, k3, groups, profile), neurons.shape)
     else:
-        fan_sum = math.prod(
-            part_sums(ax.rf, b).reshape(s) for ax, b, s in zip(axes, tiling.axis_bounds, shp, strict=True)
-        )
-        syn = groups * fan_sum[None] * cin * profile.bits_per_weight
+        g = geo[layer.name]
+        counts = [
+            axis_fanout_in_parts(layer, a, g.in_shape[a], g.out_shape[a], tiling.axis_bounds[a]) for a in range(3)
+        ]
+        syn = unshared_block_bits(edges, counts, channel_sizes, profile)
     tiling.resources = {
         "neurons": neurons.ravel().astype(np.int64),
         "synaptic_memory_bits": np.ceil(syn).ravel().astype(np.int64),
@@ -311,32 +344,48 @@ def _fill_resources(
     for j in range(len(consumer_groups)):
         useful_outputs += math.prod(int((ax.dest_counts[j] > 0).sum()) for ax in axes)
     cout = layer.out_channels
-    syn_total = (
-        k3 * cin * cout * profile.bits_per_weight
-        if profile.shared_weights
-        else cout * cin * math.prod(int(ax.rf.sum()) for ax in axes) * profile.bits_per_weight
-    )
     totals = {
         "neurons": cout * int(math.prod(ax.n for ax in axes)),
-        "input_axons": cin * reached_inputs,
-        "output_axons": cout * useful_outputs,
-        "synaptic_memory_bits": int(math.ceil(syn_total)),
+        "input_axons": in_factor * reached_inputs,
+        "output_axons": (cout if profile.axon_model == "per_channel" else 1) * useful_outputs,
+        "synaptic_memory_bits": whole_layer_bits(
+            edges, k3, cout, profile, math.prod(int(ax.rf.sum()) for ax in axes)
+        ),
     }
     limits = profile.limits()
     tiling.layer_totals = totals
-    tiling.lower_bound = max(1, *(-(-totals[r] // int(limits[r])) for r in RESOURCES))
+    others = [-(-totals[r] // int(limits[r])) for r in RESOURCES if r != "neurons"]
+    tiling.lower_bound = max(1, -(-totals["neurons"] // profile.neurons), *others)
+    tiling.fill_lower_bound = max(1, -(-totals["neurons"] // profile.neuron_budget), *others)
     use = {r: float(tiling.resources[r].max()) / limits[r] for r in RESOURCES}
     use["neurons"] = float(tiling.resources["neurons"].max()) / profile.neuron_budget
     tiling.binding = max(use, key=use.get)  # type: ignore[arg-type]
 
 
 def tile_network(spec: NetworkSpec, input_shape: tuple[int, int, int], profile: CoreProfile) -> NetworkTiling:
-    """Tile every layer that lives on cores (all but the analog input), consumers first."""
+    """Tile every layer that lives on cores (all but the analog input), consumers first.
+
+    Population axons make a layer's input axons depend on its sources' channel groups, which are cut after it
+    (consumers first): the layers are tiled again with the groups found, taking the larger of assumed and found
+    (so the assumption only grows and the loop ends), and the resources are finally counted with the groups
+    the sources really have (never more than assumed, so every block stays within its limits).
+    """
     geo = spec.geometry(input_shape)
     on_core = [layer for layer in spec.layers if layer.kind != "input"]
-    tilings: dict[str, LayerTiling] = {}
-    for index in reversed(range(len(on_core))):
-        tilings[on_core[index].name] = tile_layer(spec, geo, on_core[index], profile, tilings, index)
+    assumed: dict[str, int] = {layer.name: 1 for layer in on_core}
+    while True:
+        tilings: dict[str, LayerTiling] = {}
+        for index in reversed(range(len(on_core))):
+            layer = on_core[index]
+            tilings[layer.name] = tile_layer(spec, geo, layer, profile, tilings, index, assumed)
+        found = {name: len(t.channel_bounds) - 1 for name, t in tilings.items()}
+        if profile.axon_model == "per_channel" or found == assumed:
+            break
+        if all(found[n] <= assumed[n] for n in found):
+            for layer in on_core:
+                fill_resources(tilings[layer.name], spec, geo, layer, profile, tilings, found)
+            break
+        assumed = {n: max(assumed[n], found[n]) for n in found}
     ordered = [tilings[layer.name] for layer in on_core]
     first = 0
     for tiling in ordered:

@@ -14,9 +14,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from ..connectivity import axis_reach
 from ..errors import SpikeRegError
 from ..network import LayerSpec
-from .tiling import NetworkTiling, axis_reach, part_sums, reach_matrix
+from .grid import part_sums, reach_matrix
+from .tiling import NetworkTiling
 
 DEFAULT_RATE = 0.128  # SpikeReg's reported mean spike rate (12.8 %), spikes per neuron per step
 
@@ -56,6 +58,7 @@ class BlockGraph:
     neurons: np.ndarray
     spikes: np.ndarray  # spikes per time step on the edge = rate of the source layer x neurons
     host_inputs: int  # (input value, core) pairs the analog input feeds each step: from the host, off-mesh
+    host_outputs: int = 0  # readout values leaving the chip each step (the host reads them), off-mesh
 
     def to_networkx(self, tiling: NetworkTiling | None = None) -> nx.DiGraph:
         """The same graph as networkx (for inspection and tests; the planner works on the arrays)."""
@@ -81,7 +84,8 @@ def build_block_graph(tiling: NetworkTiling, rates: LayerRates) -> BlockGraph:
     host = 0
     for edge in tiling.spec.edges():
         if tiling.spec.layer(edge.src).kind == "input":
-            host += int(tiling.layer(edge.dst).resources["input_axons"].sum())
+            # Every input value goes to every core whose receptive field holds its pixel, whatever the axon model.
+            host += edge.channels * int(tiling.layer(edge.dst).receptive_field.sum())
             continue
         s, d, n = block_pairs(tiling, edge.src, edge.dst)
         srcs.append(s)
@@ -99,6 +103,7 @@ def build_block_graph(tiling: NetworkTiling, rates: LayerRates) -> BlockGraph:
         cat(counts, np.int64),
         cat(spikes, np.float64),
         host,
+        sum(t.channels * int(np.prod(t.out_shape)) for t in tiling.layers if t.kind == "readout"),
     )
 
 
