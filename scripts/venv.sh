@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with Python 3.10 (lava-nc 0.10 / lava-dl 0.6 fail on 3.11) and install the project into it.
-# Idempotent: a .venv whose stamp matches pyproject.toml and scripts/requirements-nodeps.txt is reused as is.
+# Idempotent: a .venv whose stamp matches pyproject.toml, scripts/requirements-nodeps.txt and this script is reused.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -23,7 +23,7 @@ find_python310() {
     return 2
 }
 
-want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/requirements-nodeps.txt" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/requirements-nodeps.txt" "$ROOT/scripts/venv.sh" | sha256sum | cut -d' ' -f1)"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     exit 0
 fi
@@ -31,6 +31,6 @@ PY="$(find_python310)"
 echo "setting up $VENV with $PY (first run: about 2-5 minutes, 5.6 GB)" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
+"$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,partitioners]"
 "$VENV/bin/python" -m pip install --quiet --no-deps -r "$ROOT/scripts/requirements-nodeps.txt"
 echo "$want" > "$STAMP"
