@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from engine_agreement import assert_three_engines_agree
 
 from spikereg_deploy.engine import IntegerNetwork, estimate_engine_memory
 from spikereg_deploy.errors import NetFormatError, SpikeRegError
@@ -15,8 +16,7 @@ from spikereg_deploy.export.writer import write_net
 from spikereg_deploy.network import NeuronSpec
 from spikereg_deploy.neurons import NEURON_TYPES, CubaNeuron, IfNeuron, NeuronModel, neuron_model
 from spikereg_deploy.quantization import STATE_MAX
-from spikereg_deploy.simulators.lava_builder import run_lava
-from spikereg_deploy.training.snn import exact_displacement, seeded_model
+from spikereg_deploy.training.snn import seeded_model
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
 #: (a_in, voltage after the step, spike) for IfNeuron(vth_mant=10): threshold 10 << 6 = 640, strict `>`.
@@ -175,29 +175,8 @@ def if_model(small_config):
 @pytest.mark.lava
 def test_if_unet_bit_exact_in_slayer_engine_and_lava(if_model):
     image = np.random.default_rng(1).random((2, 8, 12, 16)).astype(np.float32)
-    spec, weights = if_model.spec, if_model.integer_weights()
-    assert all(isinstance(layer.neuron, IfNeuron) for layer in spec.layers if layer.spiking)
-    with torch.no_grad():
-        result = if_model.eval()(torch.as_tensor(image)[None])
-    ref = IntegerNetwork(spec, weights).run(image, record_spikes=True)
-    lava = run_lava(spec, weights, image, record_spikes=True, progress=False)
-    total = 0
-    assert set(lava.spikes) == {layer.name for layer in spec.layers if layer.spiking}
-    for name, steps in lava.spikes.items():
-        ours = np.stack(ref.spikes[name])
-        np.testing.assert_array_equal(np.moveaxis(result.spikes[name][0].numpy() > 0, -1, 0), ours, err_msg=name)
-        np.testing.assert_array_equal(np.stack(steps), ours, err_msg=name)
-        total += int(ours.sum())
-    assert total > 100
-    np.testing.assert_array_equal(result.readout_sum[0].numpy(), ref.readout_sum)
-    np.testing.assert_array_equal(lava.readout_sum, ref.readout_sum)
-    np.testing.assert_array_equal(exact_displacement(result, spec)[0], ref.displacement)
-    np.testing.assert_array_equal(lava.displacement, ref.displacement)
-    for name, c in ref.counts.items():
-        got = lava.counts[name]
-        assert (got.spikes, got.input_spikes, got.synops, got.input_macs, got.neuron_updates) == (
-            c.spikes, c.input_spikes, c.synops, c.input_macs, c.neuron_updates), name
-        assert got.synops_per_step == c.synops_per_step and got.spikes_per_step == c.spikes_per_step, name
+    assert all(isinstance(layer.neuron, IfNeuron) for layer in if_model.spec.layers if layer.spiking)
+    assert_three_engines_agree(if_model, image)
 
 
 def test_if_unet_differs_from_cuba(if_model, small_config):

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from engine_agreement import assert_three_engines_agree
 
 from spikereg_deploy.cli import export_cli
 from spikereg_deploy.engine import IntegerNetwork
@@ -20,7 +21,7 @@ from spikereg_deploy.neurons.base import registered_lava_process
 from spikereg_deploy.quantization import STATE_MAX
 from spikereg_deploy.simulators.lava_builder import load_lava_processes, run_lava
 from spikereg_deploy.training.checkpoint import load_checkpoint, save_checkpoint
-from spikereg_deploy.training.snn import exact_displacement, seeded_model
+from spikereg_deploy.training.snn import seeded_model
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
 #: QCFS's IF: SoftResetNeuron(4096, 0, vth_mant=10, half start): threshold 10 << 6 = 640, v starts at 320.
@@ -213,29 +214,9 @@ def sr_model(request, small_config):
 @pytest.mark.slow
 def test_unet_bit_exact_in_training_module_engine_and_lava(sr_model):
     image = np.random.default_rng(1).random((2, 8, 12, 16)).astype(np.float32)
-    spec, weights = sr_model.spec, sr_model.integer_weights()
+    spec = sr_model.spec
     assert all(isinstance(layer.neuron, SoftResetNeuron) for layer in spec.layers if layer.spiking)
-    with torch.no_grad():
-        result = sr_model.eval()(torch.as_tensor(image)[None])
-    ref = IntegerNetwork(spec, weights).run(image, record_spikes=True)
-    lava = run_lava(spec, weights, image, record_spikes=True, progress=False)
-    assert set(lava.spikes) == {layer.name for layer in spec.layers if layer.spiking}
-    total = 0
-    for name, steps in lava.spikes.items():
-        ours = np.stack(ref.spikes[name])
-        np.testing.assert_array_equal(np.moveaxis(result.spikes[name][0].numpy() > 0, -1, 0), ours, err_msg=name)
-        np.testing.assert_array_equal(np.stack(steps), ours, err_msg=name)
-        total += int(ours.sum())
-    assert total > 100
-    np.testing.assert_array_equal(result.readout_sum[0].numpy(), ref.readout_sum)
-    np.testing.assert_array_equal(lava.readout_sum, ref.readout_sum)
-    np.testing.assert_array_equal(exact_displacement(result, spec)[0], ref.displacement)
-    np.testing.assert_array_equal(lava.displacement, ref.displacement)
-    for name, c in ref.counts.items():
-        got = lava.counts[name]
-        assert (got.spikes, got.input_spikes, got.synops, got.input_macs, got.neuron_updates) == (
-            c.spikes, c.input_spikes, c.synops, c.input_macs, c.neuron_updates), name
-        assert got.synops_per_step == c.synops_per_step and got.spikes_per_step == c.spikes_per_step, name
+    ref = assert_three_engines_agree(sr_model, image)
     # counting: binary SynOps (adds) on every spiking edge; MACs only on the analog input, as for CUBA
     assert all(e.payload_bits == 1 and e.payload == "binary" for e in spec.edges() if e.payload != "analog")
     assert [n for n, c in ref.counts.items() if c.input_macs] == ["enc0"]
