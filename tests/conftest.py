@@ -84,3 +84,15 @@ def _stored_as(array: np.ndarray, affine: np.ndarray, axes: tuple[int, int, int]
 def stored_as():
     """`stored_as(array, affine, axes, flips)`: the same image stored in another voxel order (orientation tests)."""
     return _stored_as
+
+
+@pytest.fixture
+def small_net(tmp_path, small_config):
+    """A seeded small U-Net exported to a .net (16^3 shapes): what the CLI tests simulate."""
+    from spikereg_deploy.export.writer import write_net
+    from spikereg_deploy.training.snn import seeded_model
+
+    model = seeded_model(small_config, seed=1)
+    path = tmp_path / "small.net"
+    write_net(path, model.spec, model.integer_weights(), (16, 16, 16))
+    return path

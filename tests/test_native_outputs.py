@@ -6,25 +6,14 @@ import json
 
 import nibabel as nib
 import numpy as np
-import pytest
 import SimpleITK as sitk
 
 from spikereg_deploy.cli import simulate_cli
-from spikereg_deploy.export.writer import write_net
 from spikereg_deploy.imaging.pairs import pair_from_files
-from spikereg_deploy.training.snn import seeded_model
 
 SHAPE = (16, 24, 16)
 AFFINE = np.array([[1.2, 0, 0, -9.0], [0, 1.0, 0, -12.0], [0, 0, 1.5, -11.0], [0, 0, 0, 1]])
 PERMUTATION = ((1, 2, 0), (True, False, True))  # axes permuted and two of them flipped (stored as "PIR")
-
-
-@pytest.fixture
-def small_net(tmp_path, small_config):
-    model = seeded_model(small_config, seed=1)
-    path = tmp_path / "small.net"
-    write_net(path, model.spec, model.integer_weights(), (16, 16, 16))
-    return path
 
 
 def _brain_pair(seed: int = 0) -> dict[str, np.ndarray]:

@@ -9,16 +9,6 @@ import numpy as np
 import pytest
 
 from spikereg_deploy.cli import simulate_cli
-from spikereg_deploy.export.writer import write_net
-from spikereg_deploy.training.snn import seeded_model
-
-
-@pytest.fixture
-def small_net(tmp_path, small_config):
-    model = seeded_model(small_config, seed=1)
-    path = tmp_path / "small.net"
-    write_net(path, model.spec, model.integer_weights(), (16, 16, 16))
-    return path
 
 
 def _nifti(path, data):
