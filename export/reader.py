@@ -17,7 +17,7 @@ import numpy as np
 
 from spikereg_deploy.errors import NetFormatError, SpikeRegError
 from spikereg_deploy.fixed_point import INPUT_BITS, check_weight_mantissa
-from spikereg_deploy.network import LayerSpec, NetworkSpec
+from spikereg_deploy.network import INPUT_MODES, LayerSpec, NetworkSpec
 from spikereg_deploy.neurons import NEURON_TYPES, NeuronModel, neuron_model
 
 from .layers import FORMAT_VERSION
@@ -255,9 +255,12 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
     if "scale" not in raw[-1]:
         top.fail("the last layer must be the readout")
     time_steps, net_name = root.int("timeSteps"), root.text("name")
+    input_mode = root.text("inputMode") if root.has("inputMode") else "analog"
+    if input_mode not in INPUT_MODES:
+        root.fail(f"inputMode {input_mode!r} is not one of {', '.join(INPUT_MODES)}")
     try:
         spec = NetworkSpec(layers=tuple(specs), time_steps=time_steps, input_channels=input_channels,
-                           readout_scale=raw[-1]["scale"], name=net_name)
+                           readout_scale=raw[-1]["scale"], name=net_name, input_mode=input_mode)
     except SpikeRegError as err:
         top.fail(f"invalid network: {err.message}")
     stored = root.text("fingerprint")

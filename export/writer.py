@@ -115,6 +115,8 @@ def _write_root(handle: h5py.File, spec: NetworkSpec, input_shape: tuple[int, ..
     root.create_dataset("fingerprint", data=text_value(spec.architecture_fingerprint()))  # what old readers check
     root.create_dataset("modelFingerprint", data=text_value(spec.model_fingerprint()))
     root.create_dataset("inputBits", data=int_value(INPUT_BITS))
+    if spec.input_mode != "analog":  # absent means analog, so files of the analog default stay as they were
+        root.create_dataset("inputMode", data=text_value(spec.input_mode))
     root.create_dataset("description", data=text_value(str(description)))
 
 

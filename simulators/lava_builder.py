@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from spikereg_deploy import fixed_point as fx
-from spikereg_deploy.counting import LayerCounts, analog_macs_per_step, edge_fanout, neuron_updates
+from spikereg_deploy.counting import LayerCounts, analog_input_macs, edge_fanout, neuron_updates
 from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, max_abs_row_sum
 from spikereg_deploy.network import NetworkSpec
 from spikereg_deploy.neurons.base import check_lava_tag
@@ -60,23 +60,31 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
     net = IntegerNetwork(spec, weights)  # validates weights and splits them per edge
     geo = spec.geometry(image.shape[1:])
     depth = spec.depths()
-    run_steps = spec.run_steps
+    # input_mode "bias": the first layer's current is its neurons' bias from step 0, not an input synapse's output
+    # one step later, so every layer runs one step earlier and no analog synapse or source exists.
+    bias_mode = spec.input_mode == "bias"
+    lead = 1 if bias_mode else 0
+    bias = {name: current.numpy() for name, current in net.input_bias(image).items()} if bias_mode else {}
+    run_steps = spec.run_steps - lead
     # A `with` block, not cleanup() at the end: an interrupted run must not leave spikereg-lava-* behind.
     with tempfile.TemporaryDirectory(prefix="spikereg-lava-", dir=workdir) as tmp:
         work = Path(tmp)
         payload = np.asarray(fx.quantize_input(np.asarray(image, dtype=np.float64)), dtype=np.int32)
-        source = AnalogSource(payload=payload, time_steps=spec.time_steps, name="input")
-        ports = {spec.input_layer.name: source.s_out}
+        source = None if bias_mode else AnalogSource(payload=payload, time_steps=spec.time_steps, name="input")
+        ports = {} if source is None else {spec.input_layer.name: source.s_out}
         sinks = {}
         for layer in spec.layers[1:]:
             shape = (layer.out_channels, *geo[layer.name].out_shape)
             if layer.kind == "readout":
-                readout = ReadoutAccumulator(shape=shape, window_start=depth[layer.name] + 1,
+                readout = ReadoutAccumulator(shape=shape, window_start=depth[layer.name] + 1 - lead,
                                              window_len=spec.time_steps, out_path=str(work / "readout.npy"))
                 sinks[layer.name] = readout.a_in
             else:
                 assert layer.neuron is not None
-                neurons = layer.neuron.lava_process(shape, tag, layer.name)
+                if layer.name in bias:
+                    neurons = layer.neuron.lava_process(shape, tag, layer.name, bias_mant=bias[layer.name])
+                else:
+                    neurons = layer.neuron.lava_process(shape, tag, layer.name)
                 sinks[layer.name] = neurons.a_in
                 ports[layer.name] = neurons.s_out
         synapses = {}
@@ -84,6 +92,8 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
         for edge in net.edges:
             dst = spec.layer(edge.dst)
             analog = edge.payload == "analog"
+            if analog and bias_mode:
+                continue
             w = net.edge_weights[(edge.src, edge.dst)]
             bound = max_abs_row_sum(w, dst)
             record = record_spikes and not analog and edge.src not in recorder_of
@@ -100,9 +110,10 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             ports[edge.src].connect(syn.s_in)
             syn.a_out.connect(sinks[edge.dst])
             synapses[(edge.src, edge.dst)] = syn
-        wall, per_edge = _run_and_stop(source, synapses, run_steps, tag, progress)
+        # any process of the connected graph starts and stops the whole runtime
+        wall, per_edge = _run_and_stop(source or readout, synapses, run_steps, tag, progress)
         readout_sum = np.load(work / "readout.npy")
-        counts = _gather_counts(spec, geo, depth, per_edge)
+        counts = _gather_counts(spec, geo, {name: d - lead for name, d in depth.items()}, per_edge)
         spikes = None
         if record_spikes:
             spikes = {}
@@ -110,7 +121,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 shape = (spec.channels_of(src), *geo[src].out_shape)
                 packed = np.load(work / f"spikes_{src}.npy")
                 steps_all = np.unpackbits(packed, axis=1, count=int(np.prod(shape))).astype(bool)
-                aligned = steps_all[depth[src]: depth[src] + spec.time_steps]
+                aligned = steps_all[depth[src] - lead: depth[src] - lead + spec.time_steps]
                 spikes[src] = [s.reshape(shape) for s in aligned]
     scale = spec.readout_scale / spec.time_steps
     displacement = readout_sum.astype(np.float64) * (scale if tag == "fixed_pt" else scale * fx.WEIGHT_SCALE)
@@ -189,16 +200,17 @@ def _abandon_runtime(source) -> None:
 
 
 def _gather_counts(spec: NetworkSpec, geo, depth, per_edge) -> dict[str, LayerCounts]:
-    """Sum per-step counters over each source's model window: Lava steps depth(src)+1 .. depth(src)+T."""
+    """Sum per-step counters over each source's model window: Lava steps depth(src)+1 .. depth(src)+T (`depth`
+    as the run lays it out)."""
     t_steps = spec.time_steps
     counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
     emitted: dict[str, np.ndarray] = {}
     for edge in spec.edges():
         src, dst = edge.src, edge.dst
-        spk, ops = per_edge[(src, dst)]
-        if edge.payload == "analog":
-            counts[dst].input_macs += analog_macs_per_step(spec, geo, edge) * t_steps
+        if edge.payload == "analog":  # T x the real taps, or once per inference with input_mode "bias"
+            counts[dst].input_macs += analog_input_macs(spec, geo, edge)
             continue
+        spk, ops = per_edge[(src, dst)]
         window = slice(depth[src], depth[src] + t_steps)
         counts[dst].input_spikes += int(spk[window].sum())
         counts[dst].synops += int(ops[window].sum())

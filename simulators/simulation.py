@@ -25,6 +25,10 @@ REPORT_VERSION = 1
 ENGINES = ("lava", "reference")
 
 #: Measured on this project's 2-core machine (see README): Lava's forked processes cost about 120 MB together, plus
+#: The label of `input_macs` for input_mode "bias": the first layer's sum is computed once and held as its bias.
+BIAS_INPUT_MACS_UNIT = ("multiply-accumulates of the analog input's first-layer sum, once per inference on the host "
+                        "(input_mode bias: loaded as the first layer's neuron bias), real taps only (measured)")
+
 #: roughly 350 bytes per neuron (states, channel buffers, spike and current messages) and the delay buffers.
 LAVA_BASE_BYTES = 120 * 2**20
 LAVA_BYTES_PER_NEURON = 350
@@ -37,6 +41,7 @@ UNITS = {
     "synops": "synaptic events: each arriving spike x the synapses it actually reaches, over T steps (measured)",
     "input_macs": "multiply-accumulates of the analog (non-spiking) input layer over T steps (measured, dense)",
     "neuron_updates": "compartment updates over T steps: neurons x T (measured)",
+    "input_mode": "how the analog input reaches the first layer: analog (a synapse every step) or bias (once)",
     "wall_time_s": "seconds (measured)",
     "displacement": "voxels",
 }
@@ -128,7 +133,7 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "network": {"name": spec.name, "fingerprint": spec.architecture_fingerprint(),
-                    "model_fingerprint": spec.model_fingerprint()},
+                    "model_fingerprint": spec.model_fingerprint(), "input_mode": spec.input_mode},
         "input_shape": list(input_shape),
         "time_steps": t,
         "run_steps": result.run_steps,
@@ -140,7 +145,7 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
         "totals": totals,
         "displacement": {"max_abs": float(np.abs(disp).max()), "mean_magnitude": float(
             np.sqrt((disp ** 2).sum(axis=0)).mean())},
-        "units": UNITS,
+        "units": UNITS if spec.input_mode == "analog" else {**UNITS, "input_macs": BIAS_INPUT_MACS_UNIT},
         **({"meta": meta} if meta else {}),
     }
 

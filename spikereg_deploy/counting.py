@@ -5,6 +5,7 @@
   spikes are summed over channels first) times `connectivity.fanout_map`, summed.
 - The analog input is multiplied, not added: each real tap costs one multiply-accumulate per step, and a tap whose
   input lies in the padding has no synapse, so it costs nothing (a dense framework would multiply the zero).
+  With input_mode "bias" the sum is computed once per inference (`analog_input_macs`), then held as a bias.
 - Every neuron (and readout compartment) updates once per step: neurons x steps.
 - A projection from a spike rate uses the same fan-out: rate x steps x channels x the exact fan-out sum.
 
@@ -61,6 +62,13 @@ def analog_macs_per_step(spec: NetworkSpec, geo: Mapping[str, LayerGeometry], ed
     if edge.payload != "analog":
         raise SpikeRegError(f"edge {edge.src}->{edge.dst} carries {edge.payload} events, not the analog input")
     return edge.channels * fanout_total(spec.layer(edge.dst), geo[edge.src].out_shape, geo[edge.dst].out_shape)
+
+
+def analog_input_macs(spec: NetworkSpec, geo: Mapping[str, LayerGeometry], edge: Edge) -> int:
+    """MACs of the analog input on one edge per inference: T x its real taps, or once with input_mode "bias"
+    (the synaptic sum is computed once on the host and held as the first layer's bias)."""
+    steps = 1 if spec.input_mode == "bias" else spec.time_steps
+    return analog_macs_per_step(spec, geo, edge) * steps
 
 
 def neuron_updates(neurons: int, steps: int) -> int:

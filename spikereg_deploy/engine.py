@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from . import fixed_point as fx
-from .counting import LayerCounts, analog_macs_per_step, edge_fanout, neuron_updates, step_synops
+from .counting import (
+    LayerCounts,
+    analog_input_macs,
+    analog_macs_per_step,
+    edge_fanout,
+    neuron_updates,
+    step_synops,
+)
 from .errors import SpikeRegError
 from .network import Edge, LayerSpec, NetworkSpec
 
@@ -72,6 +79,20 @@ class IntegerNetwork:
         bound = max_abs_row_sum(self.edge_weights[(edge.src, edge.dst)], self.spec.layer(edge.dst))
         return torch.float32 if bound * payload_max < FLOAT32_EXACT else torch.float64
 
+    def input_bias(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        """input_mode "bias": each input-fed layer's static current `sum(w * x_q) >> 8`, computed once (what the
+        host loads as the neurons' bias mantissas, exponent 6), range-checked against Loihi's 13-bit mantissa."""
+        x_q = fx.quantize_input(torch.as_tensor(np.asarray(image, dtype=np.float64)))
+        bias = {}
+        for edge in self.edges:
+            if edge.payload == "analog":
+                layer = self.spec.layer(edge.dst)
+                dtype = self._exact_dtype(edge, (1 << edge.payload_bits) - 1)
+                weight = torch.as_tensor(self.edge_weights[(edge.src, edge.dst)]).to(dtype)
+                bias[layer.name] = fx.input_bias_mantissa(
+                    fx.analog_current(synaptic_sum(layer, x_q, weight, dtype)), layer.name)
+        return bias
+
     def _merged_weights(self) -> dict[str, tuple[torch.Tensor, torch.dtype]]:
         """Whole-layer weights for layers fed only by spiking sources, where one float conv stays exact.
 
@@ -106,6 +127,9 @@ class IntegerNetwork:
             fanouts[key] = torch.as_tensor(edge_fanout(spec, geo, edge)).to(torch.int32)
         merged = self._merged_weights()
         analog_current: dict[tuple[str, str], torch.Tensor] = {}  # the input is the same at every step: once
+        bias_mode = spec.input_mode == "bias"
+        # input_mode "bias": layer -> its static current as bias mantissas, computed once per inference
+        bias = self.input_bias(image) if bias_mode else {}
         counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
         state: dict[str, tuple[torch.Tensor, ...]] = {}
         for layer in spec.layers[1:]:
@@ -132,6 +156,9 @@ class IntegerNetwork:
                     key = (edge.src, edge.dst)
                     src_out = outputs[edge.src]
                     if edge.payload == "analog":
+                        if bias_mode:  # the bias holds the input; no synapse runs per step
+                            parts.append(torch.zeros_like(bias[layer.name]))
+                            continue
                         if key not in analog_current:
                             analog_current[key] = fx.analog_current(
                                 synaptic_sum(layer, src_out, torch_w[key], dtypes[key]))
@@ -153,7 +180,10 @@ class IntegerNetwork:
                     readout_sum += a_in
                     continue
                 assert layer.neuron is not None
-                state[layer.name], spikes = layer.neuron.step(state[layer.name], a_in)
+                if layer.name in bias:
+                    state[layer.name], spikes = layer.neuron.step_biased(state[layer.name], a_in, bias[layer.name])
+                else:
+                    state[layer.name], spikes = layer.neuron.step(state[layer.name], a_in)
                 per_voxel[layer.name] = spikes.sum(dim=0, dtype=torch.int32)
                 n_spk = emitted[layer.name] = int(per_voxel[layer.name].sum(dtype=torch.int64))
                 c.spikes += n_spk
@@ -161,6 +191,9 @@ class IntegerNetwork:
                 outputs[layer.name] = spikes
                 if recorded is not None:
                     recorded[layer.name].append(spikes.numpy().copy())
+        for edge in self.edges:
+            if bias_mode and edge.payload == "analog":
+                counts[edge.dst].input_macs = analog_input_macs(spec, geo, edge)  # once per inference
         for c in counts.values():
             c.neuron_updates = neuron_updates(c.neurons, spec.time_steps)
         displacement = readout_sum.numpy().astype(np.float64) * (spec.readout_scale / spec.time_steps)

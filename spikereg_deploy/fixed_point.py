@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SpikeRegError
 from .quantization import (
     ACTIVATION_SHIFT,
+    BIAS_MANT_MAX,
+    BIAS_MANT_MIN,
     DECAY_BITS,
     DECAY_UNITY,
     INPUT_BITS,
@@ -89,6 +92,19 @@ def quantize_input(x: Any) -> Any:
 def analog_current(weighted_sum: Any) -> Any:
     """Integer current of the analog first layer: sum(W * x_q) >> INPUT_SHIFT (arithmetic shift, floor)."""
     return weighted_sum >> INPUT_SHIFT
+
+
+def input_bias_mantissa(current: Any, layer: str) -> Any:
+    """The first layer's static current as Loihi bias mantissas (exponent `INPUT_BIAS_EXP`), range-checked.
+
+    Loihi holds a 13-bit signed mantissa; a current outside it cannot be a bias at this exponent (a larger exponent
+    would drop low bits and change the integers), so it is refused with one line naming the layer.
+    """
+    lo, hi = int(current.min()), int(current.max())
+    if lo < BIAS_MANT_MIN or hi > BIAS_MANT_MAX:
+        raise SpikeRegError(f"layer {layer!r}: input bias {lo if lo < BIAS_MANT_MIN else hi} is outside Loihi's "
+                            f"13-bit bias mantissa [{BIAS_MANT_MIN}, {BIAS_MANT_MAX}]; use input_mode 'analog'")
+    return current
 
 
 def check_weight_mantissa(weight: np.ndarray) -> str | None:

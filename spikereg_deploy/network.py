@@ -28,6 +28,11 @@ ANALOG_INPUT_BITS = INPUT_BITS
 #: The CUBA model's parameters under their historical name (every spiking layer used to be CUBA).
 NeuronSpec = CubaNeuron
 
+#: How the static analog input reaches the first layer: "analog" = an 8-bit graded payload through a synapse at every
+#: step (its MACs paid T times); "bias" = its synaptic sum computed once per inference on the host and held as the
+#: first layer's neuron bias (Loihi's `bias_mant` << `bias_exp`, added to the voltage every step). docs/netx-format.md.
+INPUT_MODES: tuple[str, ...] = ("analog", "bias")
+
 #: Longest axonal delay a Loihi synapse/axon can hold (Davies et al. 2018; lava-dl's delay blocks use 62).
 MAX_AXON_DELAY = 62
 
@@ -151,6 +156,7 @@ class NetworkSpec:
     input_channels: int = 2
     readout_scale: float = 1.0
     name: str = "spikereg-unet"
+    input_mode: str = "analog"
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     _edges: tuple[Edge, ...] = field(default=(), init=False, repr=False, compare=False)
 
@@ -159,6 +165,8 @@ class NetworkSpec:
             raise SpikeRegError(f"time_steps must be positive, got {self.time_steps}")
         if not (math.isfinite(self.readout_scale) and self.readout_scale > 0):
             raise SpikeRegError(f"readout_scale must be a positive finite number, got {self.readout_scale}")
+        if self.input_mode not in INPUT_MODES:
+            raise SpikeRegError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
         index: dict[str, int] = {}
         for i, layer in enumerate(self.layers):
             if layer.name in index:
@@ -179,6 +187,12 @@ class NetworkSpec:
             raise SpikeRegError("a network needs exactly one readout layer, last")
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_edges", self._derive_edges())
+        if self.input_mode == "bias":
+            for edge in self._edges:
+                neuron = self.layer(edge.dst).neuron
+                if edge.payload == "analog" and (neuron is None or not neuron.supports_bias):
+                    raise SpikeRegError(f"layer {edge.dst!r}: input_mode 'bias' needs a neuron model with a bias "
+                                        f"(CUBA or IF), not {getattr(neuron, 'netx_type', 'a readout')}")
         for edge in self._edges:
             if edge.delay > MAX_AXON_DELAY:
                 raise SpikeRegError(
@@ -344,6 +358,8 @@ class NetworkSpec:
         readout scale and input channels. Counts and rates depend on all of these, so reports carry it."""
         parts = [self.architecture_fingerprint(), f"T={self.time_steps}", f"scale={self.readout_scale!r}",
                  f"in={self.input_channels}"]
+        if self.input_mode != "analog":  # the analog default leaves every existing fingerprint as it was
+            parts.append(f"input_mode={self.input_mode}")
         for layer in self.layers:
             if layer.neuron is not None:
                 params = ",".join(f"{k}={v!r}" for k, v in sorted(asdict(layer.neuron).items()))

@@ -37,6 +37,15 @@ INPUT_BITS = 8
 INPUT_MAX = (1 << INPUT_BITS) - 1
 INPUT_SHIFT = INPUT_BITS
 
+#: A neuron bias is `bias_mant << bias_exp`, added to the voltage every step (lava-nc 0.10 `PyLifModelBitAcc`:
+#: `v = decay(v) + u + bias`). The mantissa is 13-bit signed, the exponent 3-bit unsigned (lava-nc `LIF`
+#: docstring; `LavaPyType(np.int16, precision=13)` / `precision=3`). Input-as-bias uses exponent 6, so that the
+#: mantissa is the current in the same units as a synaptic sum (`a_in << 6` enters the current the same way).
+BIAS_MANT_BITS = 13
+BIAS_MANT_MIN = -(1 << (BIAS_MANT_BITS - 1))
+BIAS_MANT_MAX = (1 << (BIAS_MANT_BITS - 1)) - 1
+INPUT_BIAS_EXP = ACTIVATION_SHIFT
+
 
 def decay_from_fraction(fraction: float) -> int:
     """A float decay fraction (SLAYER's `current_decay`) as the 12-bit integer lava-dl exports."""

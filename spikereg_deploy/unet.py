@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import SpikeRegError
-from .network import LayerSpec, NetworkSpec
+from .network import INPUT_MODES, LayerSpec, NetworkSpec
 from .neurons import NeuronModel, NeuronParamError, registry
 
 
@@ -38,6 +38,9 @@ class UNetConfig:
     #: Start every inference with the membrane at half the threshold (QCFS's shift); only for models that have it
     #: (`CUBA-SR`, which then needs voltage_decay = 0).
     half_threshold_start: bool = False
+    #: "analog" (the input's synaptic sum enters the first layer's current at every step) or "bias" (computed once
+    #: per inference, held as the first layer's neuron bias; `network.INPUT_MODES`, docs/netx-format.md).
+    input_mode: str = "analog"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder", tuple(int(c) for c in self.encoder))
@@ -60,6 +63,11 @@ class UNetConfig:
         if self.threshold <= 0 or self.readout_gain <= 0:
             raise SpikeRegError("threshold and readout_gain must be positive")
         model = registry.neuron_model(self.neuron_model)  # a one-line error naming the known types
+        if self.input_mode not in INPUT_MODES:
+            raise SpikeRegError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
+        if self.input_mode == "bias" and not model.supports_bias:
+            raise SpikeRegError(f"input_mode 'bias' needs a neuron model with a bias (CUBA or IF), "
+                                f"not {self.neuron_model}")
         if not isinstance(self.half_threshold_start, bool):
             raise SpikeRegError(f"half_threshold_start must be true or false, got {self.half_threshold_start!r}")
         if self.half_threshold_start and "half_threshold_start" not in model.hyperparameters:
@@ -136,4 +144,4 @@ def build_unet_spec(config: UNetConfig) -> NetworkSpec:
     layers.append(LayerSpec(name="readout", kind="readout", out_channels=3, inputs=(prev,),
                             kernel=config.readout_kernel, padding=config.readout_kernel // 2))
     return NetworkSpec(layers=tuple(layers), time_steps=config.time_steps, input_channels=config.input_channels,
-                       readout_scale=config.readout_gain / 64)
+                       readout_scale=config.readout_gain / 64, input_mode=config.input_mode)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikereg_deploy.counting import LayerCounts, analog_macs_per_step, edge_fanout, neuron_updates, step_synops
+from spikereg_deploy.counting import LayerCounts, analog_input_macs, edge_fanout, neuron_updates, step_synops
 
 from .snn import SpikingUNet
 
@@ -42,7 +42,7 @@ def count_events(model: SpikingUNet, image: np.ndarray) -> dict[str, LayerCounts
         per_step = np.zeros(t_steps, dtype=np.int64)
         for edge in spec.edges_into(layer.name):
             if edge.payload == "analog":
-                c.input_macs += analog_macs_per_step(spec, geo, edge) * t_steps
+                c.input_macs += analog_input_macs(spec, geo, edge)  # T x real taps, or once as a bias
                 continue
             src_spikes = (captured[edge.src][0] > 0).sum(dim=0).numpy()  # (D, H, W, T): spikes per position
             fan = edge_fanout(spec, geo, edge)

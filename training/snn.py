@@ -43,9 +43,16 @@ class SpikingUNet(torch.nn.Module):
             cls = ConvTranspose3dSynapse if layer.kind == "convT" else Conv3dSynapse
             self.synapses[layer.name] = cls(self.spec.weight_shape(layer.name), layer.stride, layer.padding,
                                             layer.output_padding, weight_scale)
-            if layer.neuron is not None:
+            if layer.neuron is not None and self._biased(layer.name):
+                self.neurons[layer.name] = layer.neuron.bias_training_module()
+            elif layer.neuron is not None:
                 self.neurons[layer.name] = layer.neuron.training_module()
         self._neuron_shape: tuple[int, ...] | None = None
+
+    def _biased(self, name: str) -> bool:
+        """input_mode "bias": the input-fed layer's neurons take the static current as their bias. The forward is
+        the same (the current is fed at every step); the neuron module differs (`bias_training_module`)."""
+        return self.spec.input_mode == "bias" and self.spec.layer(name).inputs == (self.spec.input_layer.name,)
 
     def _reset_neuron_shapes(self, shape: tuple[int, ...]) -> None:
         """SLAYER neurons lock onto their first input's shape; a new volume size must unlock them."""

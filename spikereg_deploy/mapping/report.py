@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import write_json
-from ..counting import analog_macs_per_step, projected_synops
+from ..counting import analog_input_macs, projected_synops
 from ..energy.loihi import OperationCount, active_updates, counts_from_report, format_uj, loihi_energy
 from ..errors import SpikeRegError, read_json_object
 from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling
@@ -49,14 +49,26 @@ def operation_counts(plan: MappingPlan) -> dict[str, OperationCount]:
                                                   "placement (chip crossings included)"),
         "chip_link_crossings": OperationCount(m["chip_link_crossings_per_step"] * t, "packet-crossings per "
                                               "inference", "projected: packets x chip-to-chip links crossed"),
-        "host_input_packets": OperationCount(plan.graph.host_inputs * t, "(input value, core) pairs per inference",
-                                             "planned: host input injection, the analog input's values x "
-                                             "destination cores, sent from the host every step (not on the mesh)"),
+        "host_input_packets": _host_input(plan, t),
         "host_output_values": OperationCount(plan.graph.host_outputs * t, "readout values per inference",
                                              "planned: readout output traffic, the readout's values leaving the "
                                              "chip for the host every step (not on the mesh)"),
     })
     return counts
+
+
+def _host_input(plan: MappingPlan, t: int) -> OperationCount:
+    """Input traffic from the host: the analog input's values x destination cores at every step, or with input as
+    bias one bias mantissa per input-fed neuron, loaded once per inference."""
+    spec = plan.spec
+    if spec.input_mode == "analog":
+        return OperationCount(plan.graph.host_inputs * t, "(input value, core) pairs per inference",
+                              "planned: host input injection, the analog input's values x destination cores, "
+                              "sent from the host every step (not on the mesh)")
+    geo = spec.geometry(plan.input_shape)
+    loaded = sum(geo[edge.dst].neurons for edge in spec.edges() if edge.payload == "analog")
+    return OperationCount(loaded, "bias values per inference", "planned: input as bias, one bias mantissa per "
+                          "first-layer neuron loaded from the host once per inference (no per-step injection)")
 
 
 def _projected_counts(plan: MappingPlan) -> dict[str, OperationCount]:
@@ -80,15 +92,17 @@ def _projected_counts(plan: MappingPlan) -> dict[str, OperationCount]:
         active += active_updates(layer.spiking, spikes, layer_updates)
         for edge in spec.edges_into(layer.name):
             if edge.payload == "analog":
-                graded += row.get("input_macs", analog_macs_per_step(spec, geo, edge) * t)
+                graded += row.get("input_macs", analog_input_macs(spec, geo, edge))
             elif "synops" not in row:
                 synops += projected_synops(spec, geo, edge, rates.rates[edge.src], t)
         synops += row.get("synops", 0)
     return {
         "synaptic_ops": OperationCount(synops, "events per inference",
                                        f"{how('synops')}: spikes x exact fan-out over T={t} steps"),
-        "input_graded_ops": OperationCount(graded, "events per inference", f"{how('input_macs')}: analog input, "
-                                           "every value every step, x its real taps (graded spikes)"),
+        "input_graded_ops": OperationCount(graded, "events per inference", f"{how('input_macs')}: " + (
+            "analog input, every value every step, x its real taps (graded spikes)" if spec.input_mode == "analog"
+            else "input as bias: the first layer's sum once per inference on the host (real taps), loaded as its "
+                 "neurons' bias (host -> chip once), no per-step input traffic")),
         "neuron_updates": OperationCount(updates, "compartment updates per inference",
                                          f"{how('neuron_updates')}: neurons x T={t}"),
         "active_neuron_updates": OperationCount(active, "compartment updates per inference", f"{how('spikes')}: "
@@ -160,7 +174,7 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
         "cores_per_lower_bound": tiling.n_blocks / tiling.lower_bound,
         "cores_per_fill_lower_bound": tiling.n_blocks / tiling.fill_lower_bound,
         "host_io_per_step": {
-            "input_injection": plan.graph.host_inputs,
+            "input_injection": plan.graph.host_inputs if plan.spec.input_mode == "analog" else 0,
             "readout_output": plan.graph.host_outputs,
         },
         "chip_grid": list(placement.chip_grid),

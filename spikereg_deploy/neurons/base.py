@@ -50,6 +50,9 @@ class NeuronModel(ABC):
     payload_bits: ClassVar[int] = 1
     #: What one event costs at each synapse it reaches: a binary SynOp is an add; a graded event is a multiply.
     event_cost: ClassVar[EventCost] = "add"
+    #: Whether the model has Loihi's per-neuron bias (`step_biased`, `lava_process(bias_mant=...)`): needed by
+    #: input_mode "bias", where the first layer's static current is that bias.
+    supports_bias: ClassVar[bool] = False
 
     vth_mant: int
     ref_delay: int
@@ -130,10 +133,19 @@ class NeuronModel(ABC):
     def step(self, state: tuple[Any, ...], a_in: Any) -> tuple[tuple[Any, ...], Any]:
         """One time step in Loihi integers: (state, integer synaptic input) -> (new state, bool spikes)."""
 
+    def step_biased(self, state: tuple[Any, ...], a_in: Any, bias_mant: Any) -> tuple[tuple[Any, ...], Any]:
+        """`step` with a static bias `bias_mant << INPUT_BIAS_EXP` added to the voltage (models with a bias)."""
+        raise SpikeRegError(f"neuron type {self.netx_type} has no bias (input_mode 'bias' needs CUBA or IF)")
+
     # -- other engines ---------------------------------------------------------------------------------------
     @abstractmethod
     def training_module(self) -> Any:
         """The SLAYER neuron (a torch module over (N, C, ..., T)) computing `step`'s integers in eval mode."""
+
+    def bias_training_module(self) -> Any:
+        """The SLAYER neuron of an input-fed layer with input_mode "bias", computing `step_biased`'s integers in eval
+        mode when fed the bias (the static current) at every step (models with a bias)."""
+        raise SpikeRegError(f"neuron type {self.netx_type} has no bias (input_mode 'bias' needs CUBA or IF)")
 
     @abstractmethod
     def lava_process(self, shape: tuple[int, ...], tag: str, name: str) -> Any:

@@ -21,6 +21,7 @@ from ..fixed_point import array_module, decay, saturate_state, wrap_state
 from ..quantization import (
     ACTIVATION_SHIFT,
     DECAY_UNITY,
+    INPUT_BIAS_EXP,
     STATE_MAX,
     THRESHOLD_SHIFT,
     WEIGHT_SCALE,
@@ -45,6 +46,7 @@ class CubaNeuron(NeuronModel):
     }
     state_names: ClassVar[tuple[str, ...]] = ("current", "voltage")
     hyperparameters: ClassVar[tuple[str, ...]] = ("current_decay", "voltage_decay")
+    supports_bias: ClassVar[bool] = True
 
     i_decay: int
     v_decay: int
@@ -65,16 +67,20 @@ class CubaNeuron(NeuronModel):
 
     def step(self, state: tuple[Any, ...], a_in: Any) -> tuple[tuple[Any, ...], Any]:
         """One step of the compartment: (u, v), integer synaptic sum -> ((u, v), spikes)."""
+        return self.step_biased(state, a_in, 0)
+
+    def step_biased(self, state: tuple[Any, ...], a_in: Any, bias_mant: Any) -> tuple[tuple[Any, ...], Any]:
+        """One step with lava-nc's bias: `v = decay(v) + u + (bias_mant << 6)`, before the saturation."""
         u, v = state
         if array_module(u) is not np:
-            return self._step_torch(u, v, a_in)
+            return self._step_torch(u, v, a_in, bias_mant)
         u_new = wrap_state(decay(u, self.i_decay) + (a_in << ACTIVATION_SHIFT))
-        v_new = saturate_state(decay(v, self.v_decay) + u_new)
+        v_new = saturate_state(decay(v, self.v_decay) + u_new + (bias_mant << INPUT_BIAS_EXP))
         spikes = v_new > (self.vth_mant << THRESHOLD_SHIFT)
         v_new = np.where(spikes, 0, v_new)
         return (u_new, v_new), spikes
 
-    def _step_torch(self, u: Any, v: Any, a_in: Any) -> tuple[tuple[Any, ...], Any]:
+    def _step_torch(self, u: Any, v: Any, a_in: Any, bias_mant: Any) -> tuple[tuple[Any, ...], Any]:
         """The same step with fewer passes over memory (the reference engine spends most of its time here).
 
         Division with rounding_mode='trunc' by 4096 equals sign(x) * (|x| >> 12), in one pass instead of four.
@@ -86,6 +92,8 @@ class CubaNeuron(NeuronModel):
         u_new = wrap_state(u_new)
         v_new = torch.div(v * (DECAY_UNITY - self.v_decay), DECAY_UNITY, rounding_mode="trunc")
         v_new += u_new
+        if not isinstance(bias_mant, int) or bias_mant:
+            v_new += bias_mant * (1 << INPUT_BIAS_EXP)
         v_new.clamp_(-STATE_MAX, STATE_MAX)
         spikes = v_new > (self.vth_mant << THRESHOLD_SHIFT)
         v_new.masked_fill_(spikes, 0)
@@ -99,8 +107,18 @@ class CubaNeuron(NeuronModel):
                            voltage_decay=self.v_decay / DECAY_UNITY, shared_param=True, persistent_state=False,
                            requires_grad=False)
 
-    def lava_process(self, shape: tuple[int, ...], tag: str, name: str) -> Any:
-        """lava-nc's `LIF`: bit-accurate integers for fixed_pt, the float dynamics for floating_pt."""
+    def bias_training_module(self) -> Any:
+        """SLAYER has no bias (cuba.py: "bias can be enabled by adding it here"), but a biased compartment without
+        synaptic input keeps u = 0, so v = decay(v) + bias is SLAYER's CUBA with current_decay = 1 fed the bias as
+        its input every step: u[t] = bias, then the same voltage decay and threshold."""
+        from lava.lib.dl.slayer.neuron import cuba
+
+        return cuba.Neuron(threshold=self.threshold, current_decay=1.0, voltage_decay=self.v_decay / DECAY_UNITY,
+                           shared_param=True, persistent_state=False, requires_grad=False)
+
+    def lava_process(self, shape: tuple[int, ...], tag: str, name: str, bias_mant: Any = 0) -> Any:
+        """lava-nc's `LIF`: bit-accurate integers for fixed_pt, the float dynamics for floating_pt; `bias_mant`
+        (integer mantissas at exponent 6, input_mode "bias") is the static input current."""
         from lava.proc.lif.process import LIF
 
         check_lava_tag(tag)
@@ -109,7 +127,8 @@ class CubaNeuron(NeuronModel):
                 raise SpikeRegError(
                     f"layer {name!r}: iDecay 0 cannot be expressed in lava-nc's LIF (du = iDecay - 1)")
             # lava-nc's bit-accurate LIF decays u by (du + 1); netx passes du = iDecay - 1 for the same reason.
-            return LIF(shape=shape, du=self.i_decay - 1, dv=self.v_decay, vth=self.vth_mant, bias_mant=0,
-                       bias_exp=6, name=name)
+            return LIF(shape=shape, du=self.i_decay - 1, dv=self.v_decay, vth=self.vth_mant,
+                       bias_mant=bias_mant, bias_exp=INPUT_BIAS_EXP, name=name)
         return LIF(shape=shape, du=self.i_decay / DECAY_UNITY, dv=self.v_decay / DECAY_UNITY,
-                   vth=self.vth_mant / WEIGHT_SCALE, bias_mant=0.0, bias_exp=0.0, name=name)
+                   vth=self.vth_mant / WEIGHT_SCALE,
+                   bias_mant=np.asarray(bias_mant, dtype=np.float64) / WEIGHT_SCALE, bias_exp=0.0, name=name)

@@ -14,8 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ..fixed_point import array_module, saturate_state, wrap_state
-from ..quantization import ACTIVATION_SHIFT, DECAY_UNITY, THRESHOLD_SHIFT, WEIGHT_SCALE, threshold_mantissa
+from ..quantization import (
+    ACTIVATION_SHIFT,
+    DECAY_UNITY,
+    INPUT_BIAS_EXP,
+    THRESHOLD_SHIFT,
+    WEIGHT_SCALE,
+    threshold_mantissa,
+)
 from .base import NeuronModel, check_lava_tag
 
 
@@ -29,6 +38,7 @@ class IfNeuron(NeuronModel):
         "vThMant": ("vth_mant", int), "refDelay": ("ref_delay", int), "gradedSpike": ("graded", bool),
     }
     state_names: ClassVar[tuple[str, ...]] = ("voltage",)
+    supports_bias: ClassVar[bool] = True
 
     vth_mant: int
     ref_delay: int = 1
@@ -44,9 +54,13 @@ class IfNeuron(NeuronModel):
 
     def step(self, state: tuple[Any, ...], a_in: Any) -> tuple[tuple[Any, ...], Any]:
         """One step: (v,), integer synaptic sum -> ((v,), spikes)."""
+        return self.step_biased(state, a_in, 0)
+
+    def step_biased(self, state: tuple[Any, ...], a_in: Any, bias_mant: Any) -> tuple[tuple[Any, ...], Any]:
+        """One step with lava-nc's bias added to the voltage: `v = v + wrap(a_in << 6) + (bias_mant << 6)`."""
         (v,) = state
         xp = array_module(v)
-        v_new = saturate_state(v + wrap_state(a_in * (1 << ACTIVATION_SHIFT)))
+        v_new = saturate_state(v + wrap_state(a_in * (1 << ACTIVATION_SHIFT)) + bias_mant * (1 << INPUT_BIAS_EXP))
         spikes = v_new > (self.vth_mant << THRESHOLD_SHIFT)
         v_new = xp.where(spikes, xp.zeros_like(v_new), v_new)
         return (v_new,), spikes
@@ -58,12 +72,18 @@ class IfNeuron(NeuronModel):
         return cuba.Neuron(threshold=self.threshold, current_decay=1.0, voltage_decay=0.0, shared_param=True,
                            persistent_state=False, requires_grad=False)
 
-    def lava_process(self, shape: tuple[int, ...], tag: str, name: str) -> Any:
-        """lava-nc's `LIF` without current memory or leak (fixed_pt decays u by du + 1 = 4096)."""
+    def bias_training_module(self) -> Any:
+        """IF's SLAYER neuron already has current_decay = 1: fed the bias every step it computes v = v + bias."""
+        return self.training_module()
+
+    def lava_process(self, shape: tuple[int, ...], tag: str, name: str, bias_mant: Any = 0) -> Any:
+        """lava-nc's `LIF` without current memory or leak (fixed_pt decays u by du + 1 = 4096); `bias_mant` as in
+        CUBA."""
         from lava.proc.lif.process import LIF
 
         check_lava_tag(tag)
         if tag == "fixed_pt":
-            return LIF(shape=shape, du=DECAY_UNITY - 1, dv=0, vth=self.vth_mant, bias_mant=0, bias_exp=6, name=name)
-        return LIF(shape=shape, du=1.0, dv=0.0, vth=self.vth_mant / WEIGHT_SCALE, bias_mant=0.0, bias_exp=0.0,
-                   name=name)
+            return LIF(shape=shape, du=DECAY_UNITY - 1, dv=0, vth=self.vth_mant, bias_mant=bias_mant,
+                       bias_exp=INPUT_BIAS_EXP, name=name)
+        return LIF(shape=shape, du=1.0, dv=0.0, vth=self.vth_mant / WEIGHT_SCALE,
+                   bias_mant=np.asarray(bias_mant, dtype=np.float64) / WEIGHT_SCALE, bias_exp=0.0, name=name)
