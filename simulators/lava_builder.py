@@ -65,7 +65,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
     bias_mode = spec.input_mode == "bias"
     lead = 1 if bias_mode else 0
     bias = {name: current.numpy() for name, current in net.input_bias(image).items()} if bias_mode else {}
-    run_steps = spec.run_steps - lead
+    run_steps = spec.run_steps  # T + depth(readout), less the lead
     # A `with` block, not cleanup() at the end: an interrupted run must not leave spikereg-lava-* behind.
     with tempfile.TemporaryDirectory(prefix="spikereg-lava-", dir=workdir) as tmp:
         work = Path(tmp)

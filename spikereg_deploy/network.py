@@ -286,8 +286,9 @@ class NetworkSpec:
 
     @property
     def run_steps(self) -> int:
-        """Steps a pipelined (Lava/Loihi) run needs so that the readout sees all T model steps."""
-        return self.time_steps + self.pipeline_depth
+        """Steps a pipelined (Lava/Loihi) run needs so that the readout sees all T model steps (one fewer with the
+        input as bias: the first layer integrates its bias from the first step, with no input synapse before it)."""
+        return self.time_steps + self.pipeline_depth - (1 if self.input_mode == "bias" else 0)
 
     # -- geometry --------------------------------------------------------------------------------------------
     def required_multiple(self) -> int:

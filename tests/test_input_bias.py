@@ -190,3 +190,26 @@ def _find(doc, key: str) -> dict:
         if found:
             return found
     return {}
+
+
+# -- the mapper ----------------------------------------------------------------------------------------------
+def test_mapper_counts_a_bias_load_instead_of_input_injection(small_config):
+    """Analog: input values x destination cores every step; bias: one mantissa per enc0 neuron, once; the input's
+    projected graded ops are its real taps once."""
+    from spikereg_deploy.mapping.plan import plan_mapping
+    from spikereg_deploy.mapping.report import mapping_document
+
+    shape = (8, 8, 8)
+    spec = seeded_model(dataclasses.replace(small_config, input_mode="bias")).spec
+    analog = seeded_model(small_config).spec
+    biased, plain = plan_mapping(spec, shape, "loihi2"), plan_mapping(analog, shape, "loihi2")
+    counts, plain_counts = biased.energy["counts"], plain.energy["counts"]
+    geo = spec.geometry(shape)
+    assert counts["host_input_packets"]["value"] == geo["enc0"].neurons
+    assert counts["host_input_packets"]["unit"] == "bias values per inference"
+    assert plain_counts["host_input_packets"]["value"] == plain.graph.host_inputs * small_config.time_steps > 0
+    assert mapping_document(biased)["host_io_per_step"]["input_injection"] == 0
+    macs = analog_macs_per_step(spec, geo, spec.edges_into("enc0")[0])
+    assert counts["input_graded_ops"]["value"] == macs
+    assert plain_counts["input_graded_ops"]["value"] == macs * small_config.time_steps
+    assert "input as bias" in counts["input_graded_ops"]["how"]
