@@ -213,3 +213,25 @@ def test_mapper_counts_a_bias_load_instead_of_input_injection(small_config):
     assert counts["input_graded_ops"]["value"] == macs
     assert plain_counts["input_graded_ops"]["value"] == macs * small_config.time_steps
     assert "input as bias" in counts["input_graded_ops"]["how"]
+
+
+@pytest.mark.parametrize("engine", ["reference", pytest.param("lava", marks=pytest.mark.lava)])
+def test_simulate_cli_refuses_an_overflowing_bias_in_one_line(tmp_path, bias_model, engine, capsys):
+    import nibabel as nib
+
+    from spikereg_deploy.cli import simulate_cli
+
+    weights = bias_model.integer_weights()
+    weights["enc0"] = np.full_like(weights["enc0"], 254)
+    write_net(tmp_path / "big.net", bias_model.spec, weights, (16, 16, 16))
+    files = []
+    for name in ("f", "m"):
+        files.append(str(tmp_path / f"{name}.nii.gz"))
+        nib.save(nib.Nifti1Image(np.ones((16, 16, 16), np.float32), np.eye(4)), files[-1])
+    out = tmp_path / "out"
+    rc = simulate_cli.main([str(tmp_path / "big.net"), "--fixed", files[0], "--moving", files[1], "-o", str(out),
+                            "--engine", engine])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]  # besides the info line
+    assert rc == 2 and len(errors) == 1, errors
+    assert "layer 'enc0': input bias" in errors[0] and "13-bit bias mantissa" in errors[0]
+    assert not out.exists()
