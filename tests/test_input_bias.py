@@ -235,3 +235,21 @@ def test_simulate_cli_refuses_an_overflowing_bias_in_one_line(tmp_path, bias_mod
     assert rc == 2 and len(errors) == 1, errors
     assert "layer 'enc0': input bias" in errors[0] and "13-bit bias mantissa" in errors[0]
     assert not out.exists()
+
+
+# -- training ------------------------------------------------------------------------------------------------
+def test_bias_unet_trains_and_checkpoints(tmp_path, bias_model):
+    """The first layer's SLAYER neuron is CUBA with current_decay 1 (fed the bias), the rest keep the model's
+    decays; surrogate gradients reach every synapse; a checkpoint keeps the input mode."""
+    from spikereg_deploy.training.checkpoint import load_checkpoint, save_checkpoint
+
+    first, second = bias_model.neurons["enc0"], bias_model.neurons["enc1"]
+    assert float(first.current_decay) == 4096  # SLAYER keeps decays in 12-bit units
+    assert float(second.current_decay) == pytest.approx(bias_model.spec.layer("enc1").neuron.i_decay)
+    image = torch.as_tensor(np.random.default_rng(3).random((1, 2, 16, 16, 16)).astype(np.float32))
+    bias_model.train()(image).displacement.square().mean().backward()
+    grads = {name: syn.weight.grad for name, syn in bias_model.synapses.items()}
+    assert all(g is not None and bool(g.abs().sum() > 0) for g in grads.values()), grads.keys()
+    again = load_checkpoint(save_checkpoint(tmp_path / "bias.pt", bias_model))
+    assert again.config.input_mode == "bias" and again.spec == bias_model.spec
+    assert float(again.neurons["enc0"].current_decay) == 4096
