@@ -156,6 +156,15 @@ def test_net_round_trip(tmp_path, bias_model):
         read_net(path)
 
 
+def test_export_check_prints_the_input_mode(tmp_path, bias_model, capsys):
+    from spikereg_deploy.cli import export_cli
+
+    path = tmp_path / "bias.net"
+    write_net(path, bias_model.spec, bias_model.integer_weights(), (8, 8, 8))
+    assert export_cli.main(["--check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("input: bias (")
+
+
 def test_analog_net_has_no_input_mode_field(tmp_path, small_config):
     model = seeded_model(small_config)
     path = tmp_path / "analog.net"

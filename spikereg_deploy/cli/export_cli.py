@@ -7,6 +7,7 @@ import sys
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.limits import check_export_size
 from spikereg_deploy.mapping.profiles import load_profile
+from spikereg_deploy.network import NetworkSpec
 
 from .common import add_input_shape, load_model
 
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if args.checkpoint or args.output:
             raise SpikeRegError("--check takes only the .net file")
-        print(format_summary(summarize(read_net(args.check))))
+        loaded = read_net(args.check)
+        print(format_summary(summarize(loaded)))
+        _print_input_mode(loaded.spec)
         return 0
     if not args.output:
         raise SpikeRegError("missing -o/--output (the .net file to write)")
@@ -44,8 +47,16 @@ def main(argv: list[str] | None = None) -> int:
 
     loaded = export_model(model.spec, model.integer_weights(), tuple(args.input_shape), args.output, origin)
     print(format_summary(summarize(loaded)))
+    _print_input_mode(loaded.spec)
     print(f"wrote {args.output}")
     return 0
+
+
+def _print_input_mode(spec: NetworkSpec) -> None:
+    """One line for input as bias (the analog default prints nothing, as before)."""
+    if spec.input_mode == "bias":
+        print("input: bias (the first layer's current is computed once per inference and loaded as its neurons' "
+              "bias, bias_exp 6)")
 
 
 if __name__ == "__main__":
