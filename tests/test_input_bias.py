@@ -186,6 +186,8 @@ def test_energy_prices_the_macs_once(tmp_path):
     proxy = _find(json.loads((tmp_path / "e" / "energy.json").read_text()), "snn_analog_macs_measured")
     assert proxy["snn_analog_macs_measured"] == 64  # 64 real taps once, not 64 x T
     assert proxy["snn_energy_pJ"] == pytest.approx((24 + 81) * T * 0.9 + 64 * 4.6)
+    graded = _find(json.loads((tmp_path / "e" / "energy.json").read_text()), "input_graded_ops")["input_graded_ops"]
+    assert graded["value"] == 64 and "input as bias" in graded["how"]
 
 
 def _find(doc, key: str) -> dict:

@@ -92,7 +92,10 @@ def counts_from_report(report: dict[str, Any], spec: NetworkSpec) -> dict[str, O
         "synaptic_ops": OperationCount(synops, "events per inference",
                                        f"measured: spikes x exact fan-out over T={t} steps"),
         "input_graded_ops": OperationCount(graded, "events per inference", "measured: analog input, every value "
-                                           "every step, x exact fan-out (graded spikes)"),
+                                           "every step, x exact fan-out (graded spikes)" if spec.input_mode == "analog"
+                                           else "measured: input as bias, the first layer's sum once per inference "
+                                           "(host, real taps), priced as graded ops (an upper bound: the chip only "
+                                           "holds the bias)"),
         "neuron_updates": OperationCount(updates, "compartment updates per inference", f"measured: neurons x T={t}"),
         "active_neuron_updates": OperationCount(active, "compartment updates per inference", "measured: updates in "
                                                 "which the neuron spikes (readout: every update)"),
