@@ -23,7 +23,8 @@ from typing import Any
 
 from .errors import SpikeRegError
 
-__all__ = ["OutputError", "atomic_file", "atomic_files", "atomic_folder", "json_text", "write_json"]
+__all__ = ["OutputError", "atomic_file", "atomic_files", "atomic_folder", "check_output_path", "json_text",
+           "write_json"]
 
 PathLike = str | os.PathLike[str]
 _RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
@@ -37,6 +38,28 @@ class OutputError(SpikeRegError):
 def _output_error(err: OSError, destination: Path) -> OutputError:
     reason = err.strerror or str(err) or type(err).__name__
     return OutputError(f"cannot write output ({reason})", destination)
+
+
+def check_output_path(path: PathLike, *, folder: bool) -> None:
+    """Refuse, before any work is done, an output that cannot be written: a folder where a file is to go (or the
+    reverse), a path under a regular file, a folder we may not write or on a read-only filesystem. The write
+    itself still reports what only it can find (a full disk); this only saves the user a wasted run."""
+    target = Path(path)
+    if target.is_dir() and not folder:
+        raise OutputError("output is a folder; give the file to write", target)
+    if target.exists() and not target.is_dir() and folder:
+        raise OutputError("output exists and is not a folder", target)
+    existing = Path(os.path.abspath(target)).parent
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write output ({existing} is a file, not a folder)", target)
+    # a folder output that exists may be filled in place when its parent is not writable (atomic_folder)
+    receivers = [existing, target] if folder and target.is_dir() else [existing]
+    if not any(os.access(p, os.W_OK | os.X_OK) for p in receivers):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        raise OutputError(f"cannot write output ({os.strerror(code)}: {existing})", target)
 
 
 def _hidden_sibling(folder: Path, name: str, tag: str) -> Path:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from spikereg_deploy.atomic import atomic_folder, json_text
+from spikereg_deploy.atomic import atomic_folder, check_output_path, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.imaging.native import describe_grid, grid_report
 
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_pair_count, check_run_size
 
     shape = tuple(args.input_shape)
+    check_output_path(args.output, folder=True)
     check_run_size(shape, DEFAULT_MAX_BYTES)  # sizes first: before a model is loaded or a pair built
     if args.data in ("embedded", "cross"):  # folder sources have as many pairs as files
         check_pair_count(args.pairs, 2 if args.compare else 1, shape)

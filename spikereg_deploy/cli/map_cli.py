@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from spikereg_deploy.atomic import check_output_path
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.limits import check_mapping_size
 from spikereg_deploy.mapping.partition import DEFAULT_PARTITIONERS, PARTITIONERS
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if Path(args.output).is_dir():
         raise SpikeRegError("output is a folder; give the mapping .json file to write", args.output)
+    check_output_path(args.output, folder=False)
     profile = load_profile(args.profile)
     if args.fill_factor is not None:
         profile = profile.replace_limits(fill_factor=args.fill_factor)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from spikereg_deploy.atomic import atomic_folder, write_json
+from spikereg_deploy.atomic import atomic_folder, check_output_path, write_json
 from spikereg_deploy.errors import cli_entry
 from spikereg_deploy.limits import check_run_size, parse_memory
 
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     check_run_size(shape, parse_memory(DEFAULT_MAX_MEMORY))  # before anything is loaded, exported or built
     profile = load_profile(args.profile)
     out = Path(args.output)
+    check_output_path(out, folder=True)
     # every stage writes into one hidden sibling of `out`, swapped in at the end: a failed stage, a full disk or
     # Ctrl-C leaves the previous run's folder as it was (atomic_folder)
     with atomic_folder(out) as staging:

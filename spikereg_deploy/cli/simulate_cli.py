@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from spikereg_deploy.errors import SpikeRegError, cli_entry
+from spikereg_deploy.atomic import check_output_path
+from spikereg_deploy.errors import cli_entry
 from spikereg_deploy.imaging.native import describe_grid
 from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_run_size, parse_memory
 
@@ -52,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         check_run_size(args.input_shape or DEFAULT_INPUT_SHAPE, DEFAULT_MAX_BYTES)
     run_folder = load_simulators_stage()
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise SpikeRegError("output exists and is not a folder", out)
+    check_output_path(out, folder=True)
     network = load_network(args.net)
     shape = args.input_shape or (None if args.fixed else DEFAULT_INPUT_SHAPE)
     if shape and all(n > 0 and n % network.spec.required_multiple() == 0 for n in shape):  # (else load_pair says)
