@@ -22,7 +22,7 @@ from spikereg_deploy.mapping.profiles import BUILTIN_PROFILES, load_profile
 from spikereg_deploy.mapping.traffic import DEFAULT_RATE
 from spikereg_deploy.network import NetworkSpec
 
-from .common import DEFAULT_INPUT_SHAPE
+from .common import DEFAULT_INPUT_SHAPE, non_negative_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of each core's compartments to fill (default: the profile's; 0.875 as in lava-dl's "
         "compiler logs)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="partitioner seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="partitioner seed (default 0)")
     parser.add_argument(
         "--partitioner",
         nargs="+",

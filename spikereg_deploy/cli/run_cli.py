@@ -17,7 +17,14 @@ from spikereg_deploy.atomic import atomic_folder, check_output_path, write_json
 from spikereg_deploy.errors import cli_entry
 from spikereg_deploy.limits import check_run_size, parse_memory
 
-from .common import DEFAULT_MAX_MEMORY, add_input_shape, load_model, load_simulators_stage, quiet_imports
+from .common import (
+    DEFAULT_MAX_MEMORY,
+    add_input_shape,
+    load_model,
+    load_simulators_stage,
+    non_negative_int,
+    quiet_imports,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", choices=("lava", "reference"), default="lava")
     parser.add_argument("--profile", default="loihi2", help="core profile: loihi2, loihi1 or a TOML file")
     add_input_shape(parser, help_text="input volume size D H W of the embedded pair")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the embedded pair")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the embedded pair")
     return parser
 
 
