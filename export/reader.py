@@ -7,6 +7,7 @@ with what the rebuilt graph implies. The reader raises `NetFormatError` and noth
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 from dataclasses import dataclass
@@ -116,6 +117,8 @@ def _open_error(path: str, err: Exception) -> NetFormatError:
         return NetFormatError("no such file", path)
     if os.path.isdir(path):
         return NetFormatError("is a directory, not a .net file", path)
+    if not os.access(path, os.R_OK):  # h5py words this as a damaged file; say what it is
+        return NetFormatError(f"cannot read the file ({os.strerror(errno.EACCES)})", path)
     if not h5py.is_hdf5(path):
         return NetFormatError("not an HDF5 file (a NetX .net file is HDF5)", path)
     if "truncated file" in str(err):

@@ -17,13 +17,14 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import SpikeRegError
 
-__all__ = ["OutputError", "atomic_file", "atomic_folder", "json_text", "write_json"]
+__all__ = ["OutputError", "atomic_file", "atomic_files", "atomic_folder", "check_output_path", "json_text",
+           "write_json"]
 
 PathLike = str | os.PathLike[str]
 _RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
@@ -37,6 +38,28 @@ class OutputError(SpikeRegError):
 def _output_error(err: OSError, destination: Path) -> OutputError:
     reason = err.strerror or str(err) or type(err).__name__
     return OutputError(f"cannot write output ({reason})", destination)
+
+
+def check_output_path(path: PathLike, *, folder: bool) -> None:
+    """Refuse, before any work is done, an output that cannot be written: a folder where a file is to go (or the
+    reverse), a path under a regular file, a folder we may not write or on a read-only filesystem. The write
+    itself still reports what only it can find (a full disk); this only saves the user a wasted run."""
+    target = Path(path)
+    if target.is_dir() and not folder:
+        raise OutputError("output is a folder; give the file to write", target)
+    if target.exists() and not target.is_dir() and folder:
+        raise OutputError("output exists and is not a folder", target)
+    existing = Path(os.path.abspath(target)).parent
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write output ({existing} is a file, not a folder)", target)
+    # a folder output that exists may be filled in place when its parent is not writable (atomic_folder)
+    receivers = [existing, target] if folder and target.is_dir() else [existing]
+    if not any(os.access(p, os.W_OK | os.X_OK) for p in receivers):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        raise OutputError(f"cannot write output ({os.strerror(code)}: {existing})", target)
 
 
 def _hidden_sibling(folder: Path, name: str, tag: str) -> Path:
@@ -57,7 +80,16 @@ def _fsync_path(path: Path) -> None:
 def atomic_file(path: PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a new empty file beside `path` (named `.NAME.XXXXXXXX` + `suffix`, so writers that pick a format by
     extension still do); if the block succeeds it is flushed and renamed onto `path`, else removed."""
-    target = Path(path)
+    with _staged_file(Path(path), suffix) as (tmp, flush):
+        yield tmp
+        flush()
+
+
+@contextlib.contextmanager
+def _staged_file(target: Path, suffix: str) -> Iterator[tuple[Path, Callable[[], None]]]:
+    """A hidden sibling of `target` and its flush; renamed onto `target` when the block ends without an error.
+
+    The flush is separate so several files can all be flushed (where a full disk shows) before any is renamed."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         while True:
@@ -69,9 +101,15 @@ def atomic_file(path: PathLike, suffix: str = "") -> Iterator[Path]:
                 continue
     except OSError as err:
         raise _output_error(err, target) from None
+
+    def flush() -> None:
+        try:
+            _fsync_path(tmp)
+        except OSError as err:
+            raise _output_error(err, target) from None
+
     try:
-        yield tmp
-        _fsync_path(tmp)
+        yield tmp, flush
         os.replace(tmp, target)
         _fsync_path(target.parent)
     except BaseException as err:
@@ -80,6 +118,17 @@ def atomic_file(path: PathLike, suffix: str = "") -> Iterator[Path]:
         if isinstance(err, OSError):
             raise _output_error(err, target) from None
         raise
+
+
+@contextlib.contextmanager
+def atomic_files(*paths: tuple[PathLike, str]) -> Iterator[list[Path]]:
+    """Several sibling outputs (`(path, suffix)` each) that appear together: every staged file is flushed before
+    the first rename, so a full disk (found at the flush) leaves all the old files, not a mix of old and new."""
+    with contextlib.ExitStack() as stack:
+        staged = [stack.enter_context(_staged_file(Path(path), suffix)) for path, suffix in paths]
+        yield [tmp for tmp, _flush in staged]
+        for _tmp, flush in staged:
+            flush()
 
 
 @contextlib.contextmanager
@@ -117,6 +166,9 @@ def atomic_folder(dest: PathLike) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
         if isinstance(err, OSError):
             raise _output_error(err, named) from None
+        if isinstance(err, OutputError) and err.path and stage in Path(err.path).parents:
+            # a file written inside the stage: name it where the user will look for it, not in the hidden stage
+            raise OutputError(err.message, named / Path(err.path).relative_to(stage)) from None
         raise
     else:
         shutil.rmtree(stage, ignore_errors=True)  # the old folder, after a swap; the empty stage in place

@@ -72,3 +72,49 @@ def test_cli_refuses_a_misplaced_key_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cfg.toml" in err[0] and "'steps' in [conversion] belongs in [optim]" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[optim]\nsteps = 'ten'\n", r"key 'steps' in \[optim\] must be an integer >= 0, got 'ten'"),
+    ("shape = 5\n", r"key 'shape' at the top level must be a list of 3 positive integers, got 5"),
+    ("shape = [16, 16]\n", r"key 'shape' at the top level must be a list of 3 positive integers"),
+    ("[model]\nencoder = 'abc'\n", r"key 'encoder' in \[model\] must be a list of one or more positive integers"),
+    ("[model]\nbottleneck = 1\n", r"key 'bottleneck' in \[model\] must be true or false, got 1"),
+    ("[optim]\ncheckpoint_every = 0\n", r"key 'checkpoint_every' in \[optim\] must be an integer >= 1, got 0"),
+    ("[optim]\nncc_window = 0\n", r"key 'ncc_window' in \[optim\] must be an integer >= 1, got 0"),
+    ("[optim]\nlr = nan\n", r"key 'lr' in \[optim\] must be a number > 0, got nan"),
+    ("[conversion]\npercentile = 200\n", r"key 'percentile' in \[conversion\] must be a number > 0 and <= 100"),
+    ("[conversion]\nnormalisation = 'bogus'\n", r"key 'normalisation' in \[conversion\] must be one of "
+                                                r"'connection', 'layer', got 'bogus'"),
+    ("[conversion]\ncalibration_pairs = 0\n", r"key 'calibration_pairs' in \[conversion\] must be an integer >= 1"),
+    ("[conversion]\ntime_steps = 1e9\n", r"key 'time_steps' in \[conversion\] must be an integer >= 0 and <= 1,024"),
+    ("[model]\ntime_steps = 1000000\n", r"key 'time_steps' in \[model\] must be an integer >= 1 and <= 1,024"),
+    ("seed = -1\n", r"key 'seed' at the top level must be an integer >= 0, got -1"),
+    ("stage = 3\n", r"key 'stage' at the top level must be one of 'ann', 'snn', got 3"),
+], ids=["steps-text", "shape-number", "shape-two", "encoder-text", "bool-as-int", "checkpoint-every-0",
+        "ncc-window-0", "lr-nan", "percentile-200", "normalisation", "calibration-0", "time-steps-float",
+        "model-time-steps-huge", "seed-negative", "stage-number"])
+def test_a_value_of_the_wrong_type_or_range_names_file_table_and_key(tmp_path, text, message):
+    with pytest.raises(SpikeRegError, match=r"cfg\.toml: " + message):
+        TrainConfig.from_toml(_write(tmp_path, text))
+
+
+def test_cli_refuses_a_bad_value_with_one_line_before_any_work(tmp_path, capsys):
+    bad = _write(tmp_path, "stage = 'ann'\n[optim]\ncheckpoint_every = 0\n")
+    out = tmp_path / "x.pt"
+    assert train_cli.main(["--config", str(bad), "-o", str(out)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cfg.toml: key 'checkpoint_every' in [optim] must be an integer >= 1" in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "x"])
+def test_every_tool_refuses_a_negative_seed_as_training_does(seed, capsys):
+    from spikereg_deploy.cli import evaluate_cli, map_cli, run_cli, simulate_cli
+
+    for main in (evaluate_cli.main, map_cli.main, run_cli.main, simulate_cli.main):
+        with pytest.raises(SystemExit) as stop:
+            main(["--seed", seed, "-o", "never-written"])
+        assert stop.value.code == 2
+        assert "--seed" in capsys.readouterr().err
+    assert not Path("never-written").exists()

@@ -46,6 +46,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: SpikingUNet | AnnUNet, 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and check the envelope (format, version, config) without building a model."""
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError("is a folder, not a checkpoint file", p)
     if not p.is_file():
         raise CheckpointError("no such checkpoint file", p)
     try:

@@ -23,6 +23,7 @@ from spikereg_deploy.unet import UNetConfig
 
 from .ann import AnnUNet
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .config_values import check_config_values
 from .conversion import THRESHOLD_MAX, THRESHOLD_MIN, convert
 from .losses import registration_loss, spike_rate
 from .snn import SpikingUNet
@@ -74,7 +75,7 @@ class TrainConfig:
     def from_toml(cls, path: str | Path) -> TrainConfig:
         p = Path(path)
         flat = flatten_config_tables(read_toml(p, "config"), p)
-        if "shape" in flat:
+        if isinstance(flat.get("shape"), list):
             flat["shape"] = tuple(flat["shape"])
         try:
             cfg = cls(**flat)
@@ -84,6 +85,8 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        check_config_values(values, lambda key: _where(next(t for t, keys in TABLE_KEYS.items() if key in keys)))
         if self.stage not in ("ann", "snn"):
             raise SpikeRegError(f"stage must be 'ann' or 'snn', got {self.stage!r}")
         if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
@@ -203,6 +206,35 @@ def load_teacher(cfg: TrainConfig) -> AnnUNet | None:
     return teacher
 
 
+#: What conversion or training sets in a checkpoint's model config, so a config's value need not match it.
+_SET_BY_TRAINING = ("thresholds", "threshold", "readout_gain", "time_steps")
+
+
+def _check_same_run(payload: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
+    """Refuse to resume (or call finished) a checkpoint that another config made: another stage's model, or
+    another architecture. Silently continuing it would train, or keep, a model other than the one asked for."""
+    if payload["kind"] != cfg.stage:
+        raise SpikeRegError(f"holds a finished or started stage-{payload['kind']} model, the config trains stage "
+                            f"{cfg.stage}; give another -o, or --fresh to replace it", out)
+    try:
+        held = UNetConfig.from_dict(payload["config"]).to_dict()
+    except (SpikeRegError, TypeError, ValueError) as err:
+        raise SpikeRegError(f"invalid model config: {err}", out) from None
+    asked = UNetConfig.from_dict(cfg.model).to_dict()
+    # stage ann: the whole architecture is the config's; stage snn: the model comes from `init`, so only the keys
+    # the config names are compared (and T when the config sets it)
+    keys = [k for k in asked if k not in _SET_BY_TRAINING] if cfg.stage == "ann" else \
+        [k for k in cfg.model if k not in _SET_BY_TRAINING]
+    if cfg.stage == "ann" or cfg.time_steps:
+        keys.append("time_steps")
+        if cfg.stage == "snn":
+            asked["time_steps"] = cfg.time_steps
+    for key in keys:
+        if held.get(key) != asked.get(key):
+            raise SpikeRegError(f"holds a model with {key} = {held.get(key)!r}, the config asks for "
+                                f"{asked.get(key)!r}; give another -o, or --fresh to replace it", out)
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True,
           log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, Any]:
     """Run the configured stage; returns the loss history. `out` is the checkpoint path (written atomically)."""
@@ -212,6 +244,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     state: dict[str, Any] = {}
     if resume and out.exists():
         payload = read_checkpoint(out)
+        _check_same_run(payload, cfg, out)
         state = payload.get("training_state") or {}
         if state.get("finished") and int(state.get("step", 0)) >= cfg.steps:
             log(f"{out} is a finished run of {state.get('step')} steps; nothing to do")

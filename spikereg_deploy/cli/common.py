@@ -28,6 +28,18 @@ def quiet_imports() -> Iterator[None]:
         yield
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type of a seed: an integer >= 0 in every tool, as the training config requires (numpy and torch
+    seeds are unsigned; one rule everywhere rather than -1 meaning something in one tool and an error in another)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def add_input_shape(parser: argparse.ArgumentParser, default: tuple[int, int, int] | None = DEFAULT_INPUT_SHAPE,
                     help_text: str = "input volume size D H W") -> None:
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("D", "H", "W"), default=default,

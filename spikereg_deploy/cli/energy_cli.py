@@ -6,7 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from spikereg_deploy.errors import SpikeRegError, cli_entry
+from spikereg_deploy.atomic import check_output_path
+from spikereg_deploy.errors import cli_entry
 
 from .common import DEFAULT_MAX_MEMORY, NetworkSource, load_network, load_simulators_stage, quiet_imports
 
@@ -39,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = load_profile(args.profile)
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise SpikeRegError("output exists and is not a folder", out)
+    check_output_path(out, folder=True)
     network = load_network(args.net)
     if args.report:
         report, report_path = er.load_simulation_report(args.report, complete=True), args.report

@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from spikereg_deploy.atomic import atomic_folder, json_text
+from spikereg_deploy.atomic import atomic_folder, check_output_path, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.imaging.native import describe_grid, grid_report
 
-from .common import add_input_shape, load_predictor, load_training_stage
+from .common import add_input_shape, load_predictor, load_training_stage, non_negative_int
 
 OUTPUTS = ("evaluation.json", "per_pair.csv", "pair.png")
 
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file pairs: run the network on a grid of MM mm voxels instead of fitting the pair "
                              "into --input-shape (the default); scores are always taken on the fixed label grid")
     parser.add_argument("--pairs", type=int, default=8, help="number of embedded or cross pairs (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the embedded pairs (training uses >= 10000)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the embedded pairs (training uses >= 10000)")
     add_input_shape(parser, help_text="network grid D H W")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     return parser
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_pair_count, check_run_size
 
     shape = tuple(args.input_shape)
+    check_output_path(args.output, folder=True)
     check_run_size(shape, DEFAULT_MAX_BYTES)  # sizes first: before a model is loaded or a pair built
     if args.data in ("embedded", "cross"):  # folder sources have as many pairs as files
         check_pair_count(args.pairs, 2 if args.compare else 1, shape)

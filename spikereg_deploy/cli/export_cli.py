@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from spikereg_deploy.atomic import check_output_path
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.limits import check_export_size
 from spikereg_deploy.mapping.profiles import load_profile
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.output:
         raise SpikeRegError("missing -o/--output (the .net file to write)")
+    check_output_path(args.output, folder=False)
     neuron_budget = load_profile("loihi2").neuron_budget  # the default profile: mapping is what a .net is for
     check_export_size(None, args.input_shape, neuron_budget)  # from the volume alone, before loading the model
     model, origin = load_model(args.checkpoint)

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from spikereg_deploy.atomic import check_output_path
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.limits import check_mapping_size
 from spikereg_deploy.mapping.partition import DEFAULT_PARTITIONERS, PARTITIONERS
@@ -21,7 +22,7 @@ from spikereg_deploy.mapping.profiles import BUILTIN_PROFILES, load_profile
 from spikereg_deploy.mapping.traffic import DEFAULT_RATE
 from spikereg_deploy.network import NetworkSpec
 
-from .common import DEFAULT_INPUT_SHAPE
+from .common import DEFAULT_INPUT_SHAPE, non_negative_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of each core's compartments to fill (default: the profile's; 0.875 as in lava-dl's "
         "compiler logs)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="partitioner seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="partitioner seed (default 0)")
     parser.add_argument(
         "--partitioner",
         nargs="+",
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if Path(args.output).is_dir():
         raise SpikeRegError("output is a folder; give the mapping .json file to write", args.output)
+    check_output_path(args.output, folder=False)
     profile = load_profile(args.profile)
     if args.fill_factor is not None:
         profile = profile.replace_limits(fill_factor=args.fill_factor)

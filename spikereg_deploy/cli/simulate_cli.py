@@ -5,11 +5,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from spikereg_deploy.errors import SpikeRegError, cli_entry
+from spikereg_deploy.atomic import check_output_path
+from spikereg_deploy.errors import cli_entry
 from spikereg_deploy.imaging.native import describe_grid
 from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_run_size, parse_memory
 
-from .common import DEFAULT_INPUT_SHAPE, DEFAULT_MAX_MEMORY, add_input_shape, load_network, load_simulators_stage
+from .common import (
+    DEFAULT_INPUT_SHAPE,
+    DEFAULT_MAX_MEMORY,
+    add_input_shape,
+    load_network,
+    load_simulators_stage,
+    non_negative_int,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Lava process models: fixed_pt = Loihi integers (default), floating_pt = float")
     parser.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY,
                         help=f"refuse runs whose memory estimate exceeds this (default {DEFAULT_MAX_MEMORY})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the embedded pair (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the embedded pair (default 0)")
     add_input_shape(parser, default=None, help_text="resample the pair to this size (must suit the network)")
     parser.add_argument("--resolution", type=float, metavar="MM",
                         help="run the network on a grid of MM mm voxels (the pair is resampled to it; fixed and moving "
@@ -52,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         check_run_size(args.input_shape or DEFAULT_INPUT_SHAPE, DEFAULT_MAX_BYTES)
     run_folder = load_simulators_stage()
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise SpikeRegError("output exists and is not a folder", out)
+    check_output_path(out, folder=True)
     network = load_network(args.net)
     shape = args.input_shape or (None if args.fixed else DEFAULT_INPUT_SHAPE)
     if shape and all(n > 0 and n % network.spec.required_multiple() == 0 for n in shape):  # (else load_pair says)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from spikereg_deploy.atomic import check_output_path
 from spikereg_deploy.errors import cli_entry
 
 from .common import load_training_stage, quiet_imports
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_output_path(args.output, folder=False)
     load_training_stage()
     with quiet_imports():
         from spikereg_deploy.training.train import TrainConfig, train

@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_file
+from ..atomic import atomic_files, json_text
 from ..energy.loihi import describe_total
 from ..energy.report import check_model_fingerprint, check_simulation_format, load_simulation_report
 from ..errors import SpikeRegError
@@ -21,7 +20,7 @@ from .partition import DEFAULT_PARTITIONERS, PartitionChoice, place_best
 from .placement import Placement, naive_placement
 from .profiles import CoreProfile, load_profile
 from .render import render_png
-from .report import energy_estimate, mapping_document, render_markdown, write_mapping
+from .report import energy_estimate, mapping_document, render_markdown
 from .routing import evaluate
 from .tiling import NetworkTiling, tile_network
 from .traffic import DEFAULT_RATE, BlockGraph, LayerRates, build_block_graph
@@ -51,10 +50,12 @@ class MappingPlan:
 
 
 def read_traffic_report(
-    source: str | Path | dict[str, Any], spec: NetworkSpec, input_shape: tuple[int, int, int]
+    source: str | Path | dict[str, Any], spec: NetworkSpec, input_shape: tuple[int, int, int],
+    described_as: str | None = None,
 ) -> LayerRates:
-    """Per-layer spike rates from a `spikereg-simulate` report; one that is not of this network is refused."""
-    where = "<report>" if isinstance(source, dict) else str(source)
+    """Per-layer spike rates from a `spikereg-simulate` report; one that is not of this network is refused.
+    `described_as` names the report in messages and in the mapping (a staged file: the path it will have)."""
+    where = described_as or ("<report>" if isinstance(source, dict) else str(source))
     if isinstance(source, dict):
         data = source
         check_simulation_format(data, where)
@@ -107,6 +108,7 @@ def plan_mapping(
     progress: bool = False,
     partitioners: Sequence[str] = DEFAULT_PARTITIONERS,
     seeds: int = 1,
+    traffic_described_as: str | None = None,
 ) -> MappingPlan:
     """Tile, build the traffic graph, place (and the naive baseline), evaluate, estimate energy.
 
@@ -119,7 +121,7 @@ def plan_mapping(
     tiling = tile_network(spec, shape, prof)
     timings["tiling"] = time.perf_counter() - start
     if traffic is not None:
-        rates = read_traffic_report(traffic, spec, shape)
+        rates = read_traffic_report(traffic, spec, shape, traffic_described_as)
     else:
         rates = LayerRates.assumed(tiling, assumed_rate)
     mark = time.perf_counter()
@@ -148,14 +150,11 @@ def write_outputs(plan: MappingPlan, output: str | Path) -> dict[str, Any]:
     doc = mapping_document(plan)
     markdown = render_markdown(doc)
     usage = {r: plan.tiling.resource(r) / lim for r, lim in plan.profile.limits().items()}
-    with contextlib.ExitStack() as stack:
-        md_tmp = stack.enter_context(atomic_file(out.with_name(f"{out.stem}_report.md"), suffix=".md"))
-        png = out.with_name(f"{out.stem}_cores.png")
-        png_tmp = stack.enter_context(atomic_file(png, suffix=".png"))
-        json_tmp = stack.enter_context(atomic_file(out, suffix=".json"))
+    md, png = out.with_name(f"{out.stem}_report.md"), out.with_name(f"{out.stem}_cores.png")
+    with atomic_files((md, ".md"), (png, ".png"), (out, ".json")) as (md_tmp, png_tmp, json_tmp):
         md_tmp.write_text(markdown, encoding="utf-8")
         render_png(doc, png_tmp, plan.profile.mesh, plan.profile.cores_per_router, usage)
-        write_mapping(json_tmp, doc)
+        json_tmp.write_text(json_text(doc, compact=True), encoding="utf-8")  # staged here, not a second stage
     return doc
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_file
 from .tiling import RESOURCE_LABELS, RESOURCES
 
 
@@ -19,7 +18,8 @@ def render_png(
     cores_per_router: int,
     usage: dict[str, np.ndarray],
 ) -> None:
-    """Core map coloured by layer, and one map per resource of each core's utilisation."""
+    """Core map coloured by layer, and one map per resource of each core's utilisation, written to `path` as it
+    is: the caller hands in a staged file (`write_outputs` stages all three outputs together)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,6 +56,7 @@ def render_png(
             ax.axhline(k * profile_mesh[0] * sub - 0.5, color="0.3", lw=0.3)
         for k in range(1, gc):
             ax.axvline(k * profile_mesh[1] * sub - 0.5, color="0.3", lw=0.3)
-    with atomic_file(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=90, format="png")
+    finally:
+        plt.close(fig)
