@@ -19,32 +19,22 @@ from spikereg_deploy.engine import IntegerNetwork, estimate_engine_memory
 from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.limits import human_bytes, parse_memory  # noqa: F401  (sim.human_bytes, sim.parse_memory)
 from spikereg_deploy.network import NetworkSpec
+from spikereg_deploy.simulation_report import (  # noqa: F401  (the format's names, as sim.REPORT_FORMAT etc.)
+    BIAS_INPUT_MACS_UNIT,
+    REPORT_FORMAT,
+    REPORT_VERSION,
+    UNITS,
+    build_simulation_report,
+)
 
-REPORT_FORMAT = "spikereg-simulation-report"
-REPORT_VERSION = 1
 ENGINES = ("lava", "reference")
 
 #: Measured on this project's 2-core machine (see README): Lava's forked processes cost about 120 MB together, plus
-#: The label of `input_macs` for input_mode "bias": the first layer's sum is computed once and held as its bias.
-BIAS_INPUT_MACS_UNIT = ("multiply-accumulates of the analog input's first-layer sum, once per inference on the host "
-                        "(input_mode bias: loaded as the first layer's neuron bias), real taps only (measured)")
 
 #: roughly 350 bytes per neuron (states, channel buffers, spike and current messages) and the delay buffers.
 LAVA_BASE_BYTES = 120 * 2**20
 LAVA_BYTES_PER_NEURON = 350
 
-UNITS = {
-    "neurons": "count (from the network description)",
-    "spikes": "spikes emitted over the T model steps (measured)",
-    "spike_rate": "spikes per neuron per time step (measured)",
-    "input_spikes": "spikes arriving at the layer's synapses over T steps (measured)",
-    "synops": "synaptic events: each arriving spike x the synapses it actually reaches, over T steps (measured)",
-    "input_macs": "multiply-accumulates of the analog (non-spiking) input layer over T steps (measured, dense)",
-    "neuron_updates": "compartment updates over T steps: neurons x T (measured)",
-    "input_mode": "how the analog input reaches the first layer: analog (a synapse every step) or bias (once)",
-    "wall_time_s": "seconds (measured)",
-    "displacement": "voxels",
-}
 
 
 @dataclass
@@ -101,53 +91,9 @@ def simulate(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
 
 def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple[int, int, int],
                  meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report: per-layer measured counts, totals, and what produced them."""
-    geo = spec.geometry(input_shape)
-    t = result.time_steps
-    layers = []
-    for layer in spec.layers[1:]:
-        c = result.counts[layer.name]
-        layers.append({
-            "name": layer.name, "kind": layer.kind, "inputs": list(layer.inputs),
-            "neurons": c.neurons, "spiking": layer.spiking,
-            "spikes": c.spikes, "spike_rate": c.spikes / (c.neurons * t) if layer.spiking else None,
-            "input_spikes": c.input_spikes, "synops": c.synops, "input_macs": c.input_macs,
-            "neuron_updates": c.neuron_updates, "fan_in": geo[layer.name].fan_in,
-            "ann_macs_per_step": geo[layer.name].macs,
-            "spikes_per_step": c.spikes_per_step, "synops_per_step": c.synops_per_step,
-        })
-    spiking = [row for row in layers if row["spiking"]]
-    total_neurons = sum(row["neurons"] for row in spiking)
-    total_spikes = sum(row["spikes"] for row in spiking)
-    totals = {
-        "spiking_neurons": total_neurons,
-        "spikes": total_spikes,
-        "spike_rate": total_spikes / (total_neurons * t) if total_neurons else 0.0,
-        "mean_layer_spike_rate": float(np.mean([row["spike_rate"] for row in spiking])) if spiking else 0.0,
-        "synops": sum(row["synops"] for row in layers),
-        "input_macs": sum(row["input_macs"] for row in layers),
-        "neuron_updates": sum(row["neuron_updates"] for row in layers),
-    }
-    disp = result.displacement
-    return {
-        "format": REPORT_FORMAT,
-        "version": REPORT_VERSION,
-        "network": {"name": spec.name, "fingerprint": spec.architecture_fingerprint(),
-                    "model_fingerprint": spec.model_fingerprint(), "input_mode": spec.input_mode},
-        "input_shape": list(input_shape),
-        "time_steps": t,
-        "run_steps": result.run_steps,
-        "pipeline_depth": spec.pipeline_depth,
-        "engine": result.engine,
-        "lava_tag": result.tag if result.engine == "lava" else None,
-        "wall_time_s": round(result.wall_time_s, 4),
-        "layers": layers,
-        "totals": totals,
-        "displacement": {"max_abs": float(np.abs(disp).max()), "mean_magnitude": float(
-            np.sqrt((disp ** 2).sum(axis=0)).mean())},
-        "units": UNITS if spec.input_mode == "analog" else {**UNITS, "input_macs": BIAS_INPUT_MACS_UNIT},
-        **({"meta": meta} if meta else {}),
-    }
+    """The JSON report of one run (`spikereg_deploy.simulation_report`, the format's one place)."""
+    return build_simulation_report(spec, result.counts, input_shape, result.time_steps, result.run_steps,
+                                   result.engine, result.tag, result.wall_time_s, result.displacement, meta)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -192,7 +192,7 @@ class NetworkSpec:
                 neuron = self.layer(edge.dst).neuron
                 if edge.payload == "analog" and (neuron is None or not neuron.supports_bias):
                     raise SpikeRegError(f"layer {edge.dst!r}: input_mode 'bias' needs a neuron model with a bias "
-                                        f"(CUBA or IF), not {getattr(neuron, 'netx_type', 'a readout')}")
+                                        f"(CUBA, IF or CUBA-SR), not {getattr(neuron, 'netx_type', 'a readout')}")
         for edge in self._edges:
             if edge.delay > MAX_AXON_DELAY:
                 raise SpikeRegError(

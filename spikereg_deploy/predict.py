@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .counting import LayerCounts
 from .engine import IntegerNetwork
 from .network import NetworkSpec
 
@@ -19,10 +20,19 @@ __all__ = ["Predictor", "SpikeTally", "IntegerEnginePredictor"]
 
 @dataclass
 class SpikeTally:
-    """Spikes and neuron-steps per spiking layer, summed over every prediction so far (measured)."""
+    """Spikes and neuron-steps per spiking layer, summed over every prediction so far (measured), and each
+    prediction's full counts (`record`), from which evaluation prices the energy of the accuracy it reports."""
 
     spikes: dict[str, int] = field(default_factory=dict)
     neuron_steps: dict[str, int] = field(default_factory=dict)
+    inferences: list[tuple[tuple[int, ...], dict[str, LayerCounts]]] = field(default_factory=list)
+
+    def record(self, spec: NetworkSpec, input_shape: tuple[int, ...], counts: dict[str, LayerCounts]) -> None:
+        """One prediction's counts (every layer, by the counting rules) on a volume of `input_shape`."""
+        self.inferences.append((tuple(input_shape), counts))
+        for name, c in counts.items():
+            if spec.layer(name).spiking:
+                self.add(name, c.spikes, c.neurons * spec.time_steps)
 
     def add(self, layer: str, spikes: int, neuron_steps: int) -> None:
         self.spikes[layer] = self.spikes.get(layer, 0) + int(spikes)
@@ -31,6 +41,7 @@ class SpikeTally:
     def clear(self) -> None:
         self.spikes.clear()
         self.neuron_steps.clear()
+        self.inferences.clear()
 
     def rate(self) -> float | None:
         """Spikes per neuron per step over all spiking layers (None before any prediction)."""
@@ -68,8 +79,6 @@ class IntegerEnginePredictor:
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
         run = self.network.run(np.stack([fixed, moving]))
-        for layer, counts in run.counts.items():
-            if self.spec.layer(layer).spiking:
-                self.tally.add(layer, counts.spikes, counts.neurons * run.time_steps)
+        self.tally.record(self.spec, fixed.shape, run.counts)
         return run.displacement
 

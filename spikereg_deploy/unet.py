@@ -14,6 +14,9 @@ from .errors import SpikeRegError
 from .network import INPUT_MODES, LayerSpec, NetworkSpec
 from .neurons import NeuronModel, NeuronParamError, registry
 
+#: The ANN teacher's activations (`AnnUNet`): ReLU, or QCFS's clip-floor-shift (`training/qcfs.py`).
+ACTIVATIONS = ("relu", "qcfs")
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -41,6 +44,10 @@ class UNetConfig:
     #: "analog" (the input's synaptic sum enters the first layer's current at every step) or "bias" (computed once
     #: per inference, held as the first layer's neuron bias; `network.INPUT_MODES`, docs/netx-format.md).
     input_mode: str = "analog"
+    #: The ANN teacher's activation: "relu", or "qcfs" (clip-floor-shift with `activation_levels` levels and a
+    #: trainable clip per layer, `spikereg_deploy.training.qcfs`). A converted SNN keeps its teacher's values.
+    activation: str = "relu"
+    activation_levels: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder", tuple(int(c) for c in self.encoder))
@@ -66,8 +73,15 @@ class UNetConfig:
         if self.input_mode not in INPUT_MODES:
             raise SpikeRegError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
         if self.input_mode == "bias" and not model.supports_bias:
-            raise SpikeRegError(f"input_mode 'bias' needs a neuron model with a bias (CUBA or IF), "
+            raise SpikeRegError(f"input_mode 'bias' needs a neuron model with a bias (CUBA, IF or CUBA-SR), "
                                 f"not {self.neuron_model}")
+        if self.activation not in ACTIVATIONS:
+            raise SpikeRegError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        if self.activation == "qcfs" and (not isinstance(self.activation_levels, int) or self.activation_levels <= 0):
+            raise SpikeRegError(f"activation 'qcfs' needs activation_levels >= 1 (L, the levels T spikes carry), "
+                                f"got {self.activation_levels!r}")
+        if self.activation == "relu" and self.activation_levels:
+            raise SpikeRegError("activation_levels is for activation 'qcfs'")
         if not isinstance(self.half_threshold_start, bool):
             raise SpikeRegError(f"half_threshold_start must be true or false, got {self.half_threshold_start!r}")
         if self.half_threshold_start and "half_threshold_start" not in model.hyperparameters:

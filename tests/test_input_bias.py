@@ -127,8 +127,13 @@ def test_bias_outside_13_bit_mantissa_refused_naming_the_layer(bias_model):
 
 
 def test_bias_needs_a_neuron_with_a_bias(small_config):
-    with pytest.raises(SpikeRegError, match="input_mode 'bias' needs a neuron model with a bias"):
-        dataclasses.replace(small_config, neuron_model="CUBA-SR", input_mode="bias")
+    """Every registered neuron model has a bias now (CUBA, IF, CUBA-SR); a readout fed by the input has none."""
+    for model in ("CUBA", "IF", "CUBA-SR"):
+        assert dataclasses.replace(small_config, neuron_model=model, input_mode="bias").input_mode == "bias"
+    with pytest.raises(SpikeRegError, match="needs a neuron model with a bias"):
+        NetworkSpec(layers=(LayerSpec("input", "input", 1, kernel=1, padding=0),
+                            LayerSpec("readout", "readout", 3, inputs=("input",), kernel=1, padding=0)),
+                    time_steps=T, input_channels=1, input_mode="bias")
     with pytest.raises(SpikeRegError, match="input_mode must be one of analog, bias"):
         UNetConfig(input_mode="spikes")
 

@@ -5,6 +5,12 @@ scaled to fill Loihi's 8-bit mantissa range; each layer's threshold is then cali
 spikes, so its mean rate matches the ANN activation it replaces (clipped to one spike per step). For layers fed by a
 skip concatenation, `connection` normalisation scales each source by its own statistics (Spiking-UNet), `layer` uses
 one statistic for the concatenated input.
+
+A QCFS teacher (`qcfs.py`) needs no statistics: its clips are the activations' ceilings, so they normalise the
+weights, and for a neuron that resets by subtraction each clip *is* the threshold (in normalised units, 1), the
+weights scaled so that threshold is exactly a mantissa. Then at T = L the SNN's rates reproduce the quantized
+teacher up to how unevenly spikes arrive (exact for a constant input current, `tests/test_qcfs.py`). A QCFS teacher
+converted to a reset-to-zero neuron keeps the clips as normalisation and calibrates the thresholds.
 """
 from __future__ import annotations
 
@@ -13,7 +19,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.neurons import registry
 from spikereg_deploy.quantization import THRESHOLD_MANT_MAX, THRESHOLD_MANT_MIN, WEIGHT_SCALE
+from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
 from .ann import AnnUNet
 from .snn import SpikingUNet
@@ -32,7 +41,7 @@ class LayerConversion:
     rate: float
 
 
-def _percentile(x: torch.Tensor, p: float) -> float:
+def percentile_of(x: torch.Tensor, p: float) -> float:
     flat = x.detach().flatten().double()
     if flat.numel() > 2_000_000:
         flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000]]
@@ -40,26 +49,33 @@ def _percentile(x: torch.Tensor, p: float) -> float:
 
 
 def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, normalisation: str = "connection",
-            bisection_steps: int = 10) -> tuple[SpikingUNet, list[LayerConversion]]:
-    """Build a SpikingUNet from a trained teacher; `calibration` is (N, 2, D, H, W) in [0, 1]."""
+            bisection_steps: int = 10, snn_config: UNetConfig | None = None
+            ) -> tuple[SpikingUNet, list[LayerConversion]]:
+    """Build a SpikingUNet from a trained teacher; `calibration` is (N, 2, D, H, W) in [0, 1]. `snn_config` (the
+    teacher's by default) sets the SNN's neuron model, T and input mode; its architecture must be the teacher's."""
     if normalisation not in ("connection", "layer"):
         raise ValueError("normalisation must be 'connection' or 'layer'")
     spec = ann.spec
+    snn_config = snn_config or ann.config
+    if build_unet_spec(snn_config).architecture_fingerprint() != spec.architecture_fingerprint():
+        raise SpikeRegError("the SNN's architecture (encoder, decoder, kernels, channels) must be the teacher's")
+    clips = ann.clips()
+    clip_thresholds = bool(clips) and registry.neuron_model(snn_config.neuron_model).subtractive_reset
     ann.eval()
     with torch.no_grad():
         target_disp, acts = ann(calibration, return_activations=True)
     lam = {spec.input_layer.name: 1.0}
     for name, a in acts.items():
         if name != spec.input_layer.name:
-            lam[name] = _percentile(a, percentile)
-    snn = SpikingUNet(ann.config)
+            lam[name] = clips[name] if clips else percentile_of(a, percentile)
+    snn = SpikingUNet(snn_config)
     report: list[LayerConversion] = []
     with torch.no_grad():
         for layer in spec.layers[1:]:
             w = ann.convs[layer.name].weight.detach().double().clone()
             cat_lam = None
             if normalisation == "layer" and len(layer.inputs) > 1:
-                cat_lam = _percentile(torch.cat([acts[s] for s in layer.inputs], dim=1), percentile)
+                cat_lam = percentile_of(torch.cat([acts[s] for s in layer.inputs], dim=1), percentile)
             for edge in spec.edges_into(layer.name):
                 w[spec.edge_weight_slice(edge)] *= cat_lam if cat_lam is not None else lam[edge.src]
             if layer.kind == "readout":
@@ -69,13 +85,24 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
                 continue
             w /= lam[layer.name]
             scale = WEIGHT_FILL / float(w.abs().max())
+            if clip_thresholds:  # threshold = normalised 1 = scale, made exactly a mantissa
+                scale = float(np.clip(np.floor(scale * WEIGHT_SCALE), THRESHOLD_MANT_MIN, THRESHOLD_MANT_MAX)
+                              ) / WEIGHT_SCALE
             snn.synapses[layer.name].weight.copy_((w * scale).float())
             target = float(acts[layer.name].div(lam[layer.name]).clamp(0, 1).mean())
-            threshold, rate = _calibrate_threshold(snn, layer.name, calibration, target, scale, bisection_steps)
+            if clip_thresholds:
+                snn.set_threshold(layer.name, scale)
+                threshold, rate = scale, float("nan")  # measured below, in one pass
+            else:
+                threshold, rate = _calibrate_threshold(snn, layer.name, calibration, target, scale, bisection_steps)
             report.append(LayerConversion(layer.name, lam[layer.name], scale, threshold, target, rate))
     thresholds = {r.name: r.threshold for r in report}
     final = SpikingUNet(replace(snn.config, thresholds=thresholds))
     final.load_integer_weights(snn.integer_weights())
+    if clip_thresholds:
+        with torch.no_grad():
+            spikes = final(calibration).spikes
+        report = [replace(r, rate=float(spikes[r.name].mean())) for r in report]
     _fit_readout_gain(final, calibration, target_disp)
     return final.eval(), report
 

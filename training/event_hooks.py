@@ -6,10 +6,13 @@ three independent runs.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
 from spikereg_deploy.counting import LayerCounts, analog_input_macs, edge_fanout, neuron_updates, step_synops
+from spikereg_deploy.network import LayerGeometry, NetworkSpec
 
 from .snn import SpikingUNet
 
@@ -30,21 +33,27 @@ def count_events(model: SpikingUNet, image: np.ndarray) -> dict[str, LayerCounts
     finally:
         for h in handles:
             h.remove()
+    return counts_from_spikes(spec, geo, {name: spikes[0] > 0 for name, spikes in captured.items()})
+
+
+def counts_from_spikes(spec: NetworkSpec, geo: Mapping[str, LayerGeometry],
+                       spikes: Mapping[str, torch.Tensor]) -> dict[str, LayerCounts]:
+    """Counts of one inference from each spiking layer's spikes, (C, D, H, W, T) booleans (the SLAYER model's
+    output for one sample), by the project's counting rules."""
     t_steps = spec.time_steps
     counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
     for layer in spec.layers[1:]:
         c = counts[layer.name]
         c.neuron_updates = neuron_updates(c.neurons, t_steps)
         if layer.spiking:
-            spikes = captured[layer.name][0] > 0  # (C, D, H, W, T)
-            c.spikes_per_step = [int(s) for s in spikes.sum(dim=(0, 1, 2, 3))]
+            c.spikes_per_step = [int(s) for s in spikes[layer.name].sum(dim=(0, 1, 2, 3))]
             c.spikes = sum(c.spikes_per_step)
         per_step = np.zeros(t_steps, dtype=np.int64)
         for edge in spec.edges_into(layer.name):
             if edge.payload == "analog":
                 c.input_macs += analog_input_macs(spec, geo, edge)  # T x real taps, or once as a bias
                 continue
-            src_spikes = (captured[edge.src][0] > 0).sum(dim=0).numpy()  # (D, H, W, T): spikes per position
+            src_spikes = spikes[edge.src].sum(dim=0).numpy()  # (D, H, W, T): spikes per position
             fan = edge_fanout(spec, geo, edge)
             c.input_spikes += int(src_spikes.sum())
             per_step += [step_synops(src_spikes[..., t].astype(np.int64), fan) for t in range(t_steps)]

@@ -16,6 +16,7 @@ from spikereg_deploy.predict import SpikeTally
 from .ann import AnnUNet
 from .checkpoint import load_checkpoint, read_checkpoint
 from .default_model import load_default_model
+from .event_hooks import counts_from_spikes
 from .snn import SpikingUNet
 
 __all__ = ["AnnPredictor", "SnnPredictor", "PREDICTORS", "load_checkpoint_predictor"]
@@ -56,8 +57,9 @@ class SnnPredictor:
     def predict(self, fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             out = self.model(_image(fixed, moving))
-        for layer, spikes in out.spikes.items():
-            self.tally.add(layer, int(spikes.sum()), spikes.numel())
+        geo = self.spec.geometry(fixed.shape)
+        self.tally.record(self.spec, fixed.shape,
+                          counts_from_spikes(self.spec, geo, {n: s[0] > 0 for n, s in out.spikes.items()}))
         return out.displacement[0].double().numpy()
 
 

@@ -10,146 +10,27 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from spikereg_deploy.errors import SpikeRegError, read_toml
+from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.unet import UNetConfig
 
 from .ann import AnnUNet
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .config_values import check_config_values
-from .conversion import THRESHOLD_MAX, THRESHOLD_MIN, convert
+from .conversion import THRESHOLD_MAX, THRESHOLD_MIN, convert, percentile_of
 from .losses import registration_loss, spike_rate
 from .snn import SpikingUNet
+from .train_config import TABLE_KEYS, TrainConfig, flatten_config_tables
+
+__all__ = ["TABLE_KEYS", "TrainConfig", "flatten_config_tables", "train", "training_step", "LearnedThresholds"]
 
 WEIGHT_LIMIT = (-4.0, 254 / 64)  # keep float weights inside the 8-bit mantissa range (quantization-aware)
-
-
-#: The TOML layout: each key of `TrainConfig` lives in exactly one place, the top level ("") or one table.
-#: `[model]` holds `UNetConfig`'s fields (the architecture); the other tables hold the keys named here.
-TOP_LEVEL = ""
-TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    TOP_LEVEL: ("stage", "seed", "shape", "init"),
-    "data": ("data_seed_offset",),
-    "optim": ("steps", "batch_size", "lr", "reg_weight", "sparsity_weight", "distill_weight", "teacher", "gain_lr",
-              "threshold_lr", "ncc_window", "checkpoint_every"),
-    "conversion": ("percentile", "normalisation", "calibration_pairs", "time_steps"),
-}
-MODEL_TABLE = "model"
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; read from TOML (top-level keys and the `[model]`, `[data]`, `[optim]`,
-    `[conversion]` tables, laid out as `TABLE_KEYS` says)."""
-
-    stage: str = "ann"
-    model: dict[str, Any] = field(default_factory=dict)
-    shape: tuple[int, int, int] = (32, 32, 32)
-    seed: int = 0
-    steps: int = 300
-    batch_size: int = 2
-    lr: float = 1e-3
-    reg_weight: float = 1.0
-    sparsity_weight: float = 0.0
-    distill_weight: float = 0.0  # stage snn: weight of mean squared (SNN - teacher) displacement, voxels^2
-    teacher: str = ""  # stage snn: ANN checkpoint for distillation (default: `init` when it is an ANN checkpoint)
-    gain_lr: float = 0.0  # stage snn: Adam lr of the readout gain's logarithm (0 = keep conversion's gain fixed)
-    threshold_lr: float = 0.0  # stage snn: Adam lr of each spiking layer's log threshold (0 = thresholds fixed)
-    ncc_window: int = 9
-    checkpoint_every: int = 50
-    init: str = ""  # stage snn: ANN checkpoint to convert (or an SNN checkpoint to continue from)
-    percentile: float = 99.9
-    normalisation: str = "connection"
-    calibration_pairs: int = 4
-    time_steps: int = 0  # stage snn: T of the converted network (0 = the teacher config's T)
-    data_seed_offset: int = 10_000  # training pairs use seeds >= this; evaluation uses lower seeds
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> TrainConfig:
-        p = Path(path)
-        flat = flatten_config_tables(read_toml(p, "config"), p)
-        if isinstance(flat.get("shape"), list):
-            flat["shape"] = tuple(flat["shape"])
-        try:
-            cfg = cls(**flat)
-            cfg.validate()
-        except SpikeRegError as err:
-            raise SpikeRegError(err.message, p) from None
-        return cfg
-
-    def validate(self) -> None:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        check_config_values(values, lambda key: _where(next(t for t, keys in TABLE_KEYS.items() if key in keys)))
-        if self.stage not in ("ann", "snn"):
-            raise SpikeRegError(f"stage must be 'ann' or 'snn', got {self.stage!r}")
-        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
-            raise SpikeRegError("steps must be >= 0, batch_size and lr positive")
-        if self.steps == 0 and self.stage != "snn":
-            raise SpikeRegError("steps 0 (convert only, no fine-tuning) is for stage snn")
-        UNetConfig.from_dict(self.model)  # validates the architecture
-        if self.gain_lr < 0 or self.threshold_lr < 0:
-            raise SpikeRegError("gain_lr and threshold_lr must be >= 0 (0 keeps that parameter fixed)")
-        if (self.gain_lr or self.threshold_lr) and self.stage != "snn":
-            raise SpikeRegError("gain_lr and threshold_lr are for stage snn (the SNN's readout gain, its thresholds)")
-        if self.distill_weight < 0 or self.sparsity_weight < 0 or self.reg_weight < 0:
-            raise SpikeRegError("reg_weight, sparsity_weight and distill_weight must be >= 0")
-        if self.distill_weight and self.stage != "snn":
-            raise SpikeRegError("distill_weight is for stage snn (the ANN teacher is the distillation target)")
-        if self.time_steps < 0:
-            raise SpikeRegError("time_steps must be >= 0 (0 = the teacher's T)")
-        if len(self.shape) != 3:
-            raise SpikeRegError("shape must have three sizes")
-
-
-def _where(table: str) -> str:
-    return "at the top level" if table == TOP_LEVEL else f"in [{table}]"
-
-
-def flatten_config_tables(raw: dict[str, Any], path: Path) -> dict[str, Any]:
-    """`TrainConfig` keyword arguments from a parsed TOML file, refusing anything outside `TABLE_KEYS`.
-
-    A key in the wrong table would otherwise be read as if it were in the right one (or silently ignored by a
-    future reader), so each problem is one line naming the file, the table and the key."""
-    home = {key: table for table, keys in TABLE_KEYS.items() for key in keys}
-    tables = [MODEL_TABLE, *(t for t in TABLE_KEYS if t != TOP_LEVEL)]
-    model_keys = {f.name for f in fields(UNetConfig)}
-    flat: dict[str, Any] = {}
-    for name, value in raw.items():
-        if not isinstance(value, dict) or name in home:
-            if name in tables:
-                raise SpikeRegError(f"[{name}] must be a table, not a value", path)
-            _check_home(name, TOP_LEVEL, home, path)
-            flat[name] = value
-        elif name == MODEL_TABLE:
-            unknown = sorted(set(value) - model_keys)
-            if unknown and unknown[0] in home:
-                raise SpikeRegError(f"key {unknown[0]!r} in [model] belongs {_where(home[unknown[0]])}", path)
-            if unknown:
-                raise SpikeRegError(f"unknown key {unknown[0]!r} in [model] (U-Net architecture keys: "
-                                    f"{', '.join(sorted(model_keys))})", path)
-            flat["model"] = value
-        elif name in tables:
-            for key, item in value.items():
-                _check_home(key, name, home, path)
-                flat[key] = item
-        else:
-            raise SpikeRegError(f"unknown table [{name}] (tables: {', '.join(f'[{t}]' for t in tables)})", path)
-    return flat
-
-
-def _check_home(key: str, table: str, home: dict[str, str], path: Path) -> None:
-    if key not in home:
-        raise SpikeRegError(f"unknown key {key!r} {_where(table)} (keys there: "
-                            f"{', '.join(TABLE_KEYS[table])})", path)
-    if home[key] != table:
-        raise SpikeRegError(f"key {key!r} {_where(table)} belongs {_where(home[key])}", path)
 
 
 def seed_everything(seed: int) -> None:
@@ -162,7 +43,7 @@ def pair_batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tens
     """Fresh synthetic pairs every step (seeded by step): the same stream on resume."""
     from spikereg_deploy.imaging.synthetic import embedded_pairs
 
-    step = start_step
+    step = start_step * cfg.accumulate  # one batch per accumulated micro-step, so a resume draws the same pairs
     while True:
         pairs = embedded_pairs(cfg.batch_size, shape=cfg.shape, seed=cfg.data_seed_offset + step * cfg.batch_size)
         fixed = torch.as_tensor(np.stack([p.fixed for p in pairs]))[:, None].float()
@@ -171,10 +52,18 @@ def pair_batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tens
         step += 1
 
 
+#: `[model]` keys a conversion may set for the SNN (its neurons, T, input); the architecture is the teacher's.
+SNN_MODEL_KEYS = ("neuron_model", "current_decay", "voltage_decay", "half_threshold_start", "input_mode",
+                  "threshold", "time_steps")
+
+
 def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> AnnUNet | SpikingUNet:
     config = UNetConfig.from_dict(cfg.model)
     if cfg.stage == "ann":
-        return AnnUNet(config)
+        ann = AnnUNet(config)
+        if cfg.init:
+            start_teacher_from(ann, cfg, log)
+        return ann
     if not cfg.init:
         raise SpikeRegError("stage snn needs `init` (an ANN checkpoint to convert, or an SNN checkpoint)")
     kind = read_checkpoint(cfg.init)["kind"]
@@ -182,15 +71,53 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> AnnUNet | Spiki
         log(f"continuing from SNN checkpoint {cfg.init}")
         return load_checkpoint(cfg.init, kind="snn")
     ann = load_checkpoint(cfg.init, kind="ann")
-    if cfg.time_steps:  # rate precision is set by T: the same teacher converts at any T
-        ann.config = replace(ann.config, time_steps=cfg.time_steps)
-    calib_cfg = TrainConfig(**{**asdict(cfg), "batch_size": cfg.calibration_pairs})
-    fixed, moving = next(pair_batches(calib_cfg, 0))
-    snn, report = convert(ann, torch.cat([fixed, moving], 1), cfg.percentile, cfg.normalisation)
+    fixed, moving = calibration_pairs(cfg)
+    snn, report = convert(ann, torch.cat([fixed, moving], 1), cfg.percentile, cfg.normalisation,
+                          snn_config=snn_config_for(ann.config, cfg))
     for row in report:
         log(f"converted {row.name}: threshold {row.threshold:.3f}, rate {100 * row.rate:.1f} % "
             f"(target {100 * row.target_rate:.1f} %)")
     return snn
+
+
+def calibration_pairs(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `calibration_pairs` training pairs (fixed, moving): what conversion's statistics are taken on."""
+    return next(pair_batches(TrainConfig(**{**asdict(cfg), "batch_size": cfg.calibration_pairs}), 0))
+
+
+def snn_config_for(teacher: UNetConfig, cfg: TrainConfig) -> UNetConfig:
+    """The converted SNN's config: the teacher's architecture with the `[model]` neuron keys and T of `cfg`
+    (rate precision is set by T: the same teacher converts at any T)."""
+    other = sorted(k for k, v in cfg.model.items() if k not in SNN_MODEL_KEYS and getattr(teacher, k) != v)
+    if other:
+        raise SpikeRegError(f"[model] {other[0]} = {cfg.model[other[0]]!r} differs from the teacher's "
+                            f"{getattr(teacher, other[0])!r} (conversion keeps the architecture; it sets only "
+                            f"{', '.join(SNN_MODEL_KEYS)})")
+    changes = {k: v for k, v in cfg.model.items() if k in SNN_MODEL_KEYS}
+    if cfg.time_steps:
+        changes["time_steps"] = cfg.time_steps
+    return replace(teacher, **changes)
+
+
+def start_teacher_from(ann: AnnUNet, cfg: TrainConfig, log: Callable[[str], None]) -> None:
+    """Stage ann with `init`: fine-tune a teacher from another one of the same architecture, e.g. a ReLU teacher
+    into a QCFS one; each new clip starts at the old activation's `percentile` on the calibration pairs."""
+    source = load_checkpoint(cfg.init, kind="ann")
+    if source.spec.architecture_fingerprint() != ann.spec.architecture_fingerprint():
+        raise SpikeRegError(f"init {cfg.init} has another architecture than the config's [model]")
+    ann.convs.load_state_dict(source.convs.state_dict())
+    if not ann.activations:
+        return
+    if source.activations:  # a QCFS teacher at other levels: its learned clips are the best start
+        clips = source.clips()
+    else:
+        fixed, moving = calibration_pairs(cfg)
+        with torch.no_grad():
+            _, acts = source.eval()(torch.cat([fixed, moving], 1), return_activations=True)
+        clips = {name: percentile_of(acts[name], cfg.percentile) for name in ann.activations}
+    for name, act in ann.activations.items():
+        act.set_clip(clips[name])
+    log("QCFS clips from " + cfg.init + ": " + ", ".join(f"{n} {c:.3f}" for n, c in ann.clips().items()))
 
 
 def load_teacher(cfg: TrainConfig) -> AnnUNet | None:
@@ -281,9 +208,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         steps = tqdm(steps, desc=f"train {cfg.stage}", unit="step", initial=start, total=cfg.steps)
     started = time.perf_counter()
     for step in steps:
-        fixed, moving = next(batches)
-        loss, parts = training_step(model, optimizer, fixed, moving, cfg, teacher, log_gain if cfg.gain_lr else None,
-                                    probes)
+        micro = [next(batches) for _ in range(cfg.accumulate)]
+        loss, parts = training_step(model, optimizer, micro[0][0], micro[0][1], cfg, teacher,
+                                    log_gain if cfg.gain_lr else None, probes, more_batches=micro[1:])
         history.append({"step": step + 1, "loss": float(loss), **parts})
         if progress and hasattr(steps, "set_postfix"):
             steps.set_postfix(loss=f"{float(loss):.4f}", ncc=f"{parts['ncc']:.3f}")
@@ -299,13 +226,34 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
                   moving: torch.Tensor, cfg: TrainConfig,
                   teacher: AnnUNet | None = None,
                   log_gain: torch.nn.Parameter | None = None,
-                  thresholds: LearnedThresholds | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  thresholds: LearnedThresholds | None = None,
+                  more_batches: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """One optimizer step. With `log_gain` (in the optimizer) the SNN's readout gain learns from the same loss:
     the gain is a host-side float on the integer readout sum, so the exported network stays the trained one.
     Rate-coded readouts carry quantization noise that the diffusion term penalises; the gain trades the two.
-    With `thresholds` each spiking layer's threshold learns too (a finer knob than 8-bit weights)."""
-    image = torch.cat([fixed, moving], dim=1)
+    With `thresholds` each spiking layer's threshold learns too (a finer knob than 8-bit weights).
+    `more_batches` are accumulated into the same step: the loss and parts are the batches' means."""
     optimizer.zero_grad(set_to_none=True)
+    batches = [(fixed, moving), *more_batches]
+    total: dict[str, float] = {}
+    loss_sum = torch.zeros(())
+    for fixed_b, moving_b in batches:
+        loss, parts = _batch_loss(model, fixed_b, moving_b, cfg, teacher, log_gain, thresholds)
+        (loss / len(batches)).backward()
+        loss_sum += loss.detach() / len(batches)
+        for key, value in parts.items():
+            total[key] = total.get(key, 0.0) + value / len(batches)
+    optimizer.step()
+    _after_step(model, log_gain, thresholds, total)
+    return loss_sum, total
+
+
+def _batch_loss(model: AnnUNet | SpikingUNet, fixed: torch.Tensor, moving: torch.Tensor, cfg: TrainConfig,
+                teacher: AnnUNet | None, log_gain: torch.nn.Parameter | None,
+                thresholds: LearnedThresholds | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one batch and its parts (floats)."""
+    image = torch.cat([fixed, moving], dim=1)
     if isinstance(model, SpikingUNet):
         if thresholds is not None:
             thresholds.zero_()
@@ -328,8 +276,12 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
     else:
         disp = model(image)
         loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window)
-    loss.backward()
-    optimizer.step()
+    return loss, parts
+
+
+def _after_step(model: AnnUNet | SpikingUNet, log_gain: torch.nn.Parameter | None,
+                thresholds: LearnedThresholds | None, parts: dict[str, float]) -> None:
+    """What an optimizer step changes outside the weights: clamps, the readout gain, the thresholds."""
     if isinstance(model, SpikingUNet):
         with torch.no_grad():
             for syn in model.synapses.values():
@@ -340,7 +292,6 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
         if thresholds is not None:
             thresholds.apply_to(model)
             parts.update({f"threshold_{n}": model.threshold_of(n) for n in thresholds})
-    return loss.detach(), parts
 
 
 class LearnedThresholds(dict):

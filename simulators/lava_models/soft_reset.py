@@ -28,15 +28,18 @@ from spikereg_deploy.quantization import DECAY_UNITY, WEIGHT_SCALE
 
 class SoftResetLIF(AbstractProcess):
     """Soft-reset CUBA compartments: `neuron` is the model's NetX fields (`SoftResetNeuron.to_netx_fields()`),
-    `v_init` the voltage every run starts from, in the model tag's units (integer for fixed_pt, float else)."""
+    `v_init` the voltage every run starts from and `bias` the per-neuron bias added to v at every step (input_mode
+    "bias"), both in the model tag's units (integers, the bias at exponent 6, for fixed_pt; float else)."""
 
-    def __init__(self, *, shape: tuple[int, ...], neuron: dict[str, Any], v_init: float, **kwargs: Any) -> None:
+    def __init__(self, *, shape: tuple[int, ...], neuron: dict[str, Any], v_init: float, bias: Any = 0,
+                 **kwargs: Any) -> None:
         SoftResetNeuron.from_netx_fields(neuron, "SoftResetLIF")  # refuse bad parameters before Lava compiles
         super().__init__(shape=shape, neuron=dict(neuron), **kwargs)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
         self.u = Var(shape=shape, init=np.zeros(shape))
         self.v = Var(shape=shape, init=np.full(shape, v_init))
+        self.bias = Var(shape=shape, init=np.broadcast_to(np.asarray(bias), shape).copy())
 
 
 @implements(proc=SoftResetLIF, protocol=LoihiProtocol)
@@ -49,6 +52,7 @@ class PySoftResetLIFFixed(PyLoihiProcessModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=13)
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
@@ -56,7 +60,8 @@ class PySoftResetLIFFixed(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv().astype(np.int64)
-        (u, v), spikes = self.neuron.step((self.u.astype(np.int64), self.v.astype(np.int64)), a_in)
+        (u, v), spikes = self.neuron.step_biased((self.u.astype(np.int64), self.v.astype(np.int64)), a_in,
+                                                 self.bias.astype(np.int64))
         self.u[:] = u
         self.v[:] = v
         self.s_out.send(spikes.astype(np.int32))
@@ -66,13 +71,14 @@ class PySoftResetLIFFixed(PyLoihiProcessModel):
 @requires(CPU)
 @tag("floating_pt")
 class PySoftResetLIFFloat(PyLoihiProcessModel):
-    """The same dynamics in float: u = u (1 - iDecay/4096) + a_in, v = v (1 - vDecay/4096) + u, v -= theta at a
-    spike (v > theta, theta = vThMant / 64)."""
+    """The same dynamics in float: u = u (1 - iDecay/4096) + a_in, v = v (1 - vDecay/4096) + u + bias, v -= theta
+    at a spike (v > theta, theta = vThMant / 64)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     u: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
@@ -84,7 +90,7 @@ class PySoftResetLIFFloat(PyLoihiProcessModel):
     def run_spk(self) -> None:
         a_in = self.a_in.recv()
         self.u[:] = self.u * self.keep_u + a_in
-        self.v[:] = self.v * self.keep_v + self.u
+        self.v[:] = self.v * self.keep_v + self.u + self.bias
         spikes = self.v > self.theta
         self.v[spikes] -= self.theta
         self.s_out.send(spikes.astype(float))

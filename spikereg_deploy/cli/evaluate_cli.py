@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from spikereg_deploy.atomic import atomic_folder, check_output_path, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
@@ -40,8 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed of the embedded pairs (training uses >= 10000)")
     add_input_shape(parser, help_text="network grid D H W")
+    parser.add_argument("--profile", default="loihi2",
+                        help="core profile whose per-op energies price a spiking model's counted events (loihi2, "
+                             "loihi1, FILE)")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     return parser
+
+
+def _energy(predictor: Any, profile: Any) -> dict[str, Any] | None:
+    """The energy fields of a spiking model's evaluated pairs (None for the ANN: no events to count)."""
+    from spikereg_deploy.energy.accuracy import energy_at_accuracy
+
+    if predictor.tally is None or not predictor.tally.inferences:
+        return None
+    return energy_at_accuracy(predictor.tally, predictor.spec, profile, predictor.kind)
 
 
 @cli_entry
@@ -57,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     check_run_size(shape, DEFAULT_MAX_BYTES)  # sizes first: before a model is loaded or a pair built
     if args.data in ("embedded", "cross"):  # folder sources have as many pairs as files
         check_pair_count(args.pairs, 2 if args.compare else 1, shape)
+    from spikereg_deploy.energy.accuracy import describe as describe_energy
+    from spikereg_deploy.mapping.profiles import load_profile
+
+    profile = load_profile(args.profile)
     load_training_stage()  # quietly: lava-dl and torch print notes on import
     predictors = [load_predictor(args.model)]
     if args.compare:
@@ -79,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     scored_on = ev.SCORED_ON_NATIVE if rows[0]["scored_on"] != "network grid" else ev.SCORED_ON_NETWORK
     result = {"model": predictors[0].name, "data": args.data, "split": args.split if args.data.startswith("l2r:")
               else None, "pairs": len(rows), "scored_on": scored_on, "grid_of_first_pair": grid,
-              "aggregate": ev.aggregate(rows), "per_pair": rows, "units": ev.UNITS}
+              "aggregate": ev.aggregate(rows), "energy": _energy(predictors[0], profile), "per_pair": rows,
+              "units": ev.UNITS}
     if args.compare:
         compare_rows = run.rows[1]
         result["compare"] = {"model": predictors[1].name, "aggregate": ev.aggregate(compare_rows),
+                             "energy": _energy(predictors[1], profile),
                              "per_pair": compare_rows,
                              "paired": {m: ev.paired_comparison(rows, compare_rows, m)
                                         for m in ("dice", "fraction_jacobian_nonpositive")}}
@@ -100,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         if key in agg:
             a = agg[key]
             print(f"  {key:<30} mean {a['mean']:.4f}  std {a['std']:.4f}  p30 {a['p30']:.4f}  p70 {a['p70']:.4f}")
+    if result["energy"] is not None:
+        print("\n".join(describe_energy(result["energy"])))
     if args.compare:
         p = result["compare"]["paired"]["dice"]
         print(f"  vs {result['compare']['model']}: Dice difference {p['mean_difference']:+.4f} "

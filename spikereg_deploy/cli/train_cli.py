@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stage", choices=("ann", "snn"), help="overrides the config's stage")
     parser.add_argument("--config", help="TOML config ([model], [data], [optim], [conversion] tables)")
-    parser.add_argument("--init", help="stage snn: ANN checkpoint to convert (or SNN checkpoint to continue)")
+    parser.add_argument("--init", help="stage snn: ANN checkpoint to convert (or SNN checkpoint to "
+                        "continue); stage ann: a teacher to fine-tune from (e.g. ReLU into QCFS)")
     parser.add_argument("--steps", type=int, help="overrides the config's steps (stage snn: 0 = convert only)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing output checkpoint")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (atomically)")

@@ -111,7 +111,7 @@ def build_energy_report(report: dict[str, Any], spec: NetworkSpec, profile: Ener
     t = int(report["time_steps"])
     loihi = loihi_energy(loihi_counts(report, spec, mapping), profile, t, spec.pipeline_depth)
     loihi["hops_from"] = "mapping (projected placement)" if mapping is not None else "no mapping given"
-    return {
+    energy = {
         "format": ENERGY_FORMAT,
         "version": ENERGY_VERSION,
         "network": report["network"],
@@ -133,6 +133,9 @@ def build_energy_report(report: dict[str, Any], spec: NetworkSpec, profile: Ener
             "energy": "pJ per inference (projected from counts x per-op constants)",
         },
     }
+    # the fields spikereg-evaluate and the frontier benchmark report for a model, here for this one inference
+    energy["summary"] = {"spike_rate": report["totals"]["spike_rate"], **summary_fields(energy)}
+    return energy
 
 
 def to_csv(energy: dict[str, Any]) -> str:
@@ -245,6 +248,14 @@ def _save(fig: Any, path: Path) -> Path:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
+
+
+def summary_fields(energy: dict[str, Any]) -> dict[str, Any]:
+    """The energy-at-accuracy fields (`accuracy.ENERGY_FIELDS` but the rate) of one energy report."""
+    proxy = energy["proxy_45nm"]
+    return {"synops_measured": proxy["snn_synops_measured"], "analog_macs": proxy["snn_analog_macs_measured"],
+            "ann_macs": proxy["ann_macs"], "ratio_measured_45nm": proxy["ratio_ann_over_snn"],
+            "loihi_energy_uj": energy["loihi"]["total_uJ"]}
 
 
 def format_summary(energy: dict[str, Any]) -> str:

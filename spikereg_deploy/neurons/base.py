@@ -53,6 +53,9 @@ class NeuronModel(ABC):
     #: Whether the model has Loihi's per-neuron bias (`step_biased`, `lava_process(bias_mant=...)`): needed by
     #: input_mode "bias", where the first layer's static current is that bias.
     supports_bias: ClassVar[bool] = False
+    #: Whether a spike subtracts the threshold (keeping the residue) instead of zeroing the voltage: conversion
+    #: then maps a QCFS teacher's clips to thresholds as they are, without calibrating them.
+    subtractive_reset: ClassVar[bool] = False
 
     vth_mant: int
     ref_delay: int
@@ -135,7 +138,7 @@ class NeuronModel(ABC):
 
     def step_biased(self, state: tuple[Any, ...], a_in: Any, bias_mant: Any) -> tuple[tuple[Any, ...], Any]:
         """`step` with a static bias `bias_mant << INPUT_BIAS_EXP` added to the voltage (models with a bias)."""
-        raise SpikeRegError(f"neuron type {self.netx_type} has no bias (input_mode 'bias' needs CUBA or IF)")
+        raise SpikeRegError(f"neuron type {self.netx_type} has no bias (input_mode 'bias' needs CUBA, IF or CUBA-SR)")
 
     # -- other engines ---------------------------------------------------------------------------------------
     @abstractmethod
@@ -145,7 +148,7 @@ class NeuronModel(ABC):
     def bias_training_module(self) -> Any:
         """The SLAYER neuron of an input-fed layer with input_mode "bias", computing `step_biased`'s integers in eval
         mode when fed the bias (the static current) at every step (models with a bias)."""
-        raise SpikeRegError(f"neuron type {self.netx_type} has no bias (input_mode 'bias' needs CUBA or IF)")
+        raise SpikeRegError(f"neuron type {self.netx_type} has no bias (input_mode 'bias' needs CUBA, IF or CUBA-SR)")
 
     @abstractmethod
     def lava_process(self, shape: tuple[int, ...], tag: str, name: str) -> Any:

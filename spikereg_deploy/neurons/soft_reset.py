@@ -20,13 +20,16 @@ engines would disagree; without leak (and with u = 0 there) the voltage simply w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
+
+import numpy as np
 
 from ..fixed_point import decay, saturate_state, wrap_state
 from ..quantization import (
     ACTIVATION_SHIFT,
     DECAY_UNITY,
+    INPUT_BIAS_EXP,
     THRESHOLD_SHIFT,
     WEIGHT_SCALE,
     decay_from_fraction,
@@ -55,6 +58,8 @@ class SoftResetNeuron(NeuronModel):
     }
     state_names: ClassVar[tuple[str, ...]] = ("current", "voltage")
     hyperparameters: ClassVar[tuple[str, ...]] = ("current_decay", "voltage_decay", "half_threshold_start")
+    supports_bias: ClassVar[bool] = True
+    subtractive_reset: ClassVar[bool] = True
 
     i_decay: int
     v_decay: int
@@ -98,9 +103,14 @@ class SoftResetNeuron(NeuronModel):
 
     def step(self, state: tuple[Any, ...], a_in: Any) -> tuple[tuple[Any, ...], Any]:
         """One step of the compartment: (u, v), integer synaptic sum -> ((u, v), spikes); numpy or torch int64."""
+        return self.step_biased(state, a_in, 0)
+
+    def step_biased(self, state: tuple[Any, ...], a_in: Any, bias_mant: Any) -> tuple[tuple[Any, ...], Any]:
+        """One step with Loihi's bias added to the voltage before the saturation, as lava-nc's LIF adds it:
+        `v = clip(decay(v) + u + (bias_mant << 6))`, then the comparison and the subtraction."""
         u, v = state
         u_new = wrap_state(decay(u, self.i_decay) + a_in * (1 << ACTIVATION_SHIFT))
-        v_new = saturate_state(decay(v, self.v_decay) + u_new)
+        v_new = saturate_state(decay(v, self.v_decay) + u_new + bias_mant * (1 << INPUT_BIAS_EXP))
         theta = self.threshold_state
         spikes = v_new > theta
         return (u_new, v_new - spikes * theta), spikes
@@ -111,10 +121,21 @@ class SoftResetNeuron(NeuronModel):
 
         return SoftResetSlayerNeuron(self)
 
-    def lava_process(self, shape: tuple[int, ...], tag: str, name: str) -> Any:
+    def bias_training_module(self) -> Any:
+        """An input-fed layer with input_mode "bias": a compartment whose bias is its only input keeps u = 0, so
+        v = decay(v) + bias, which is this model with iDecay = 4096 fed the bias at every step (u[t] = bias)."""
+        from .soft_reset_training import SoftResetSlayerNeuron
+
+        return SoftResetSlayerNeuron(replace(self, i_decay=DECAY_UNITY))
+
+    def lava_process(self, shape: tuple[int, ...], tag: str, name: str, bias_mant: Any = 0) -> Any:
         """The project's `SoftResetLIF` process (lava-nc has none), registered by the simulators stage; its models
-        rebuild this dataclass from the NetX fields and call `step`. v starts in the tag's units."""
+        rebuild this dataclass from the NetX fields and call `step_biased`. v and the bias in the tag's units
+        (integers for fixed_pt; weight units, / 64 and / 2^12, for floating_pt)."""
         check_lava_tag(tag)
         process = registered_lava_process(self.netx_type, name)
-        v_init = self.initial_voltage if tag == "fixed_pt" else self.initial_voltage / STATE_SCALE
-        return process(shape=shape, neuron=self.to_netx_fields(), v_init=v_init, name=name)
+        fixed = tag == "fixed_pt"
+        v_init = self.initial_voltage if fixed else self.initial_voltage / STATE_SCALE
+        bias = np.broadcast_to(np.asarray(bias_mant, dtype=np.int64 if fixed else np.float64), shape)
+        bias = bias if fixed else bias * (1 << INPUT_BIAS_EXP) / STATE_SCALE
+        return process(shape=shape, neuron=self.to_netx_fields(), v_init=v_init, bias=np.array(bias), name=name)
