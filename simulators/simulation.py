@@ -49,7 +49,7 @@ UNITS = {
 
 @dataclass
 class SimulationResult:
-    displacement: np.ndarray
+    displacement: np.ndarray | None  # None for a network that ends in spikes (plain NetX): see output_spikes
     counts: dict[str, LayerCounts]
     time_steps: int
     run_steps: int
@@ -57,6 +57,7 @@ class SimulationResult:
     tag: str
     wall_time_s: float
     spikes: dict[str, list[np.ndarray]] | None = None
+    output_spikes: np.ndarray | None = None  # without a readout: the last layer's spikes, bool (C, D, H, W, T)
 
 
 def estimate_memory(spec: NetworkSpec, input_shape: tuple[int, int, int], engine: str) -> int:
@@ -87,7 +88,7 @@ def simulate(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
 
         run = run_lava(spec, weights, image, tag=tag, progress=progress, record_spikes=record_spikes)
         return SimulationResult(run.displacement, run.counts, run.time_steps, run.run_steps, "lava", tag,
-                                run.wall_time_s, run.spikes)
+                                run.wall_time_s, run.spikes, run.output_spikes)
     if engine == "reference":
         if tag != "fixed_pt":
             raise SpikeRegError("the reference engine computes Loihi integers only (tag fixed_pt)")
@@ -95,7 +96,7 @@ def simulate(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
         ref = IntegerNetwork(spec, weights).run(image, record_spikes=record_spikes, progress=progress)
         wall = time.perf_counter() - started
         return SimulationResult(ref.displacement, ref.counts, ref.time_steps, ref.time_steps, "reference", tag,
-                                wall, ref.spikes)
+                                wall, ref.spikes, ref.output_spikes)
     raise SpikeRegError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
 
 
@@ -129,6 +130,15 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
         "neuron_updates": sum(row["neuron_updates"] for row in layers),
     }
     disp = result.displacement
+    if disp is None:  # a network that ends in spikes (plain NetX): its output is spikes, not a field
+        assert result.output_spikes is not None
+        outcome: dict[str, Any] = {"output_spikes": {"layer": spec.readout.name,
+                                                     "count": int(result.output_spikes.sum()),
+                                                     "per_neuron": result.output_spikes.reshape(
+                                                         -1, t).sum(axis=1).tolist()}}
+    else:
+        outcome = {"displacement": {"max_abs": float(np.abs(disp).max()), "mean_magnitude": float(
+            np.sqrt((disp ** 2).sum(axis=0)).mean())}}
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
@@ -143,8 +153,7 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
         "wall_time_s": round(result.wall_time_s, 4),
         "layers": layers,
         "totals": totals,
-        "displacement": {"max_abs": float(np.abs(disp).max()), "mean_magnitude": float(
-            np.sqrt((disp ** 2).sum(axis=0)).mean())},
+        **outcome,
         "units": UNITS if spec.input_mode == "analog" else {**UNITS, "input_macs": BIAS_INPUT_MACS_UNIT},
         **({"meta": meta} if meta else {}),
     }

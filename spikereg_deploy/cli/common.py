@@ -78,6 +78,10 @@ class NetworkSource:
     spec: Any
     weights: dict[str, Any]
     description: str
+    #: "spikereg" (a 3-D .net or the embedded model) or "netx" (a plain lava-dl NetX file: T and input mode come
+    #: from the run, so reports are matched through `export.netx_plain.spec_for_report`)
+    source: str = "spikereg"
+    input_shape: tuple[int, ...] = ()
 
 
 def load_network(net_path: str | None) -> NetworkSource:
@@ -87,7 +91,7 @@ def load_network(net_path: str | None) -> NetworkSource:
 
     if net_path:
         loaded = read_net(net_path)
-        return NetworkSource(loaded.spec, loaded.weights, net_path)
+        return NetworkSource(loaded.spec, loaded.weights, net_path, loaded.source, tuple(loaded.input_shape))
     from spikereg_deploy.export.export_model import export_model
 
     model, origin = load_model(None)
