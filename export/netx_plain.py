@@ -83,21 +83,24 @@ def read_plain(path: str, handle: h5py.File) -> LoadedNet:
     channels, hw = 0, (0, 0)  # the current map (C, H, W)
     input_hw = hw
     flattened = False
-    for i in range(count):
-        layer = layers_group.sub(str(i))
-        file_type = layer.text("type", allow_array=True).rstrip("\x00")
+    types = [layers_group.sub(str(i)).text("type", allow_array=True).rstrip("\x00") for i in range(count)]
+    for i, file_type in enumerate(types):  # a spikereg file that lost its group is named as such, first
         if file_type in EXTENSION_TYPES:
-            layer.fail(f"missing 'spikereg/' group, which layer type {file_type!r} needs (a plain NetX file holds "
-                       f"only {', '.join(PLAIN_FIELDS)})")
+            layers_group.sub(str(i)).fail(f"missing 'spikereg/' group, which layer type {file_type!r} needs (a "
+                                          f"plain NetX file holds only {', '.join(PLAIN_FIELDS)})")
+    for i, file_type in enumerate(types):
+        layer = layers_group.sub(str(i))
         if file_type not in PLAIN_FIELDS:
             layer.fail(f"layer type {file_type!r} cannot be run (plain NetX layers supported: input, conv (2-D), "
                        f"dense, flatten)")
         if (file_type == "input") != (i == 0):
             layer.fail("the input layer must be layer 0 and only layer 0")
         extra = sorted(set(layer.group.keys()) - PLAIN_FIELDS[file_type])
+        if file_type == "input" and "neuron" in extra:
+            layer.fail("an input layer with neurons (netx's bias-driven input) is not supported: export the "
+                       "Input block without a neuron")
         if extra:
-            what = "an input with neurons (netx's bias-driven input)" if file_type == "input" else file_type
-            layer.fail(f"field(s) {', '.join(extra)} not supported for {what}")
+            layer.fail(f"field(s) {', '.join(extra)} not supported for a {file_type} layer")
         shape = layer.ints("shape")
         if file_type == "input":
             if len(shape) not in (1, 3) or min(shape) <= 0:
