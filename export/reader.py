@@ -16,7 +16,7 @@ import numpy as np
 
 from spikereg_deploy.errors import NetFormatError, SpikeRegError
 from spikereg_deploy.fixed_point import INPUT_BITS
-from spikereg_deploy.network import INPUT_MODES, LayerSpec, NetworkSpec
+from spikereg_deploy.network import REGISTRATION_INPUT_MODES, LayerSpec, NetworkSpec
 from spikereg_deploy.neurons import NeuronModel
 
 from .fields import Fields, LoadedNet, read_neuron, read_weight
@@ -144,8 +144,8 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
         top.fail("the last layer must be the readout")
     time_steps, net_name = root.int("timeSteps"), root.text("name")
     input_mode = root.text("inputMode") if root.has("inputMode") else "analog"
-    if input_mode not in INPUT_MODES:
-        root.fail(f"inputMode {input_mode!r} is not one of {', '.join(INPUT_MODES)}")
+    if input_mode not in REGISTRATION_INPUT_MODES:
+        root.fail(f"inputMode {input_mode!r} is not one of {', '.join(REGISTRATION_INPUT_MODES)}")
     try:
         spec = NetworkSpec(layers=tuple(specs), time_steps=time_steps, input_channels=input_channels,
                            readout_scale=raw[-1]["scale"], name=net_name, input_mode=input_mode)

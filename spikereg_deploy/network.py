@@ -34,6 +34,8 @@ NeuronSpec = CubaNeuron
 #: "spikes" = the input layer sends a binary spike train, one frame per step (plain NetX networks, whose input is
 #: what SLAYER blocks take: a (C, H, W, T) spike tensor); its first synapses count SynOps like any spiking edge.
 INPUT_MODES: tuple[str, ...] = ("analog", "bias", "spikes")
+#: The modes of a registration network (an image pair is analog), the ones a spikereg `.net` may store.
+REGISTRATION_INPUT_MODES: tuple[str, ...] = ("analog", "bias")
 
 #: Longest axonal delay a Loihi synapse/axon can hold (Davies et al. 2018; lava-dl's delay blocks use 62).
 MAX_AXON_DELAY = 62

@@ -110,6 +110,11 @@ def load_predictor(path: str | os.PathLike[str] | None) -> Predictor:
         from spikereg_deploy.predict import IntegerEnginePredictor
 
         loaded = read_net(path)
+        if loaded.source == "netx":
+            from spikereg_deploy.errors import SpikeRegError
+
+            raise SpikeRegError("a plain NetX network ends in spikes, not a displacement readout: it cannot register "
+                                "(run it with spikereg-simulate NET --input ARRAY.npy)", path)
         return IntegerEnginePredictor(loaded.spec, loaded.weights, f"{path} (integer engine)")
     load_training_stage()
     from spikereg_deploy.training.predict import load_checkpoint_predictor

@@ -93,7 +93,8 @@ def _load_spec(args: argparse.Namespace) -> tuple[NetworkSpec, tuple[int, int, i
             ) from None
         loaded = read_net(args.net)
         spec = loaded.spec
-        if loaded.source == "netx" and args.traffic:  # no T or input mode in a plain file: the traffic run's
+        # a plain NetX file stores no T or input mode: the traffic report's run says them
+        if getattr(loaded, "source", "spikereg") == "netx" and args.traffic:
             from spikereg_deploy.errors import read_json_object
             from spikereg_deploy.export.netx_plain import spec_for_report
 
