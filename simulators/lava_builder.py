@@ -111,7 +111,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 continue
             w = net.edge_weights[(edge.src, edge.dst)]
             bound = max_abs_row_sum(w, dst)
-            record = record_spikes and not analog and edge.src not in recorder_of
+            record = record_spikes and not analog and edge.src not in recorder_of and edge.src != spec.input_layer.name
             if record:
                 recorder_of[edge.src] = (edge.src, edge.dst)
             syn = Conv3dSynapse(

@@ -1,4 +1,5 @@
-"""The one description of a spiking registration U-Net that every stage reads.
+"""The one description of a spiking network that every stage reads: the registration U-Net (ending in a readout),
+or a sequential network read from a plain NetX file (ending in spikes; `export/netx_plain.py`).
 
 Export, mapping, simulation and energy accounting all need the same facts: which layers exist, what feeds what (in
 which channel order), the shape of every map for a given input volume, fan-in, the dense-ANN MAC count, and the
