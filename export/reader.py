@@ -8,108 +8,26 @@ with what the rebuilt graph implies. The reader raises `NetFormatError` and noth
 from __future__ import annotations
 
 import errno
-import math
 import os
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import h5py
 import numpy as np
 
 from spikereg_deploy.errors import NetFormatError, SpikeRegError
-from spikereg_deploy.fixed_point import INPUT_BITS, check_weight_mantissa
-from spikereg_deploy.network import INPUT_MODES, LayerSpec, NetworkSpec
-from spikereg_deploy.neurons import NEURON_TYPES, NeuronModel, neuron_model
+from spikereg_deploy.fixed_point import INPUT_BITS
+from spikereg_deploy.network import REGISTRATION_INPUT_MODES, LayerSpec, NetworkSpec
+from spikereg_deploy.neurons import NeuronModel
 
+from .fields import Fields, LoadedNet, read_neuron, read_weight
 from .layers import FORMAT_VERSION
+from .netx_plain import read_plain
 from .writer import FILE_TYPES
 
 KINDS = {file_type: kind for kind, file_type in FILE_TYPES.items()}
 #: Errors h5py and numpy raise for damaged content; all become NetFormatError.
 _READ_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError, OverflowError,
                 UnicodeError)
-
-
-@dataclass
-class LoadedNet:
-    """A validated network: spec, int64 weight mantissas (writer layouts), the volume size written for."""
-
-    spec: NetworkSpec
-    weights: dict[str, np.ndarray]
-    input_shape: tuple[int, int, int]
-    format_version: int
-    description: str
-
-
-class _Fields:
-    """Typed access to one HDF5 group; every failure names the group and field."""
-
-    def __init__(self, path: str, group: Any, where: str) -> None:
-        self.path, self.group, self.where = path, group, where
-
-    def fail(self, message: str) -> NoReturn:
-        raise NetFormatError(f"{self.where}: {message}" if self.where else message, self.path)
-
-    def has(self, key: str) -> bool:
-        return key in self.group
-
-    def sub(self, key: str) -> _Fields:
-        obj = self.group.get(key)
-        if not isinstance(obj, h5py.Group):
-            self.fail(f"missing group '{key}'" if obj is None else f"'{key}' is not a group")
-        return _Fields(self.path, obj, f"{self.where}/{key}" if self.where else key)
-
-    def dataset(self, key: str) -> h5py.Dataset:
-        obj = self.group.get(key)
-        if not isinstance(obj, h5py.Dataset):
-            self.fail(f"missing field '{key}'" if obj is None else f"field '{key}' is not a dataset")
-        return obj
-
-    def _ints(self, key: str, kinds: str = "iu") -> h5py.Dataset:
-        ds = self.dataset(key)
-        if ds.dtype.kind not in kinds:
-            self.fail(f"field '{key}' has dtype {ds.dtype}, expected integers")
-        return ds
-
-    def int(self, key: str) -> int:
-        ds = self._ints(key)
-        if ds.shape != ():
-            self.fail(f"field '{key}' has shape {ds.shape}, expected a scalar")
-        return int(ds[()])
-
-    def ints(self, key: str, length: int | None = None) -> tuple[int, ...]:
-        ds = self._ints(key)
-        if len(ds.shape) != 1 or (length is not None and ds.shape[0] != length) or ds.shape[0] > 64:
-            want = f"({length},)" if length is not None else "a short 1-d array"
-            self.fail(f"field '{key}' has shape {ds.shape}, expected {want}")
-        return tuple(int(v) for v in ds[()])
-
-    def flag(self, key: str) -> bool:
-        ds = self._ints(key, kinds="biu")
-        if ds.shape != () or int(ds[()]) not in (0, 1):
-            self.fail(f"field '{key}' must be a scalar boolean")
-        return bool(ds[()])
-
-    def float(self, key: str) -> float:
-        ds = self.dataset(key)
-        if ds.dtype.kind not in "fiu" or ds.shape != ():
-            self.fail(f"field '{key}' must be a scalar number (dtype {ds.dtype}, shape {ds.shape})")
-        value = float(ds[()])
-        if not math.isfinite(value):
-            self.fail(f"field '{key}' is not finite ({value})")
-        return value
-
-    def text(self, key: str, allow_array: bool = False) -> str:
-        ds = self.dataset(key)
-        is_str = ds.dtype.kind == "S" or h5py.check_string_dtype(ds.dtype) is not None
-        if not is_str or not (ds.shape == () or (allow_array and ds.shape == (1,))):
-            self.fail(f"field '{key}' must be a string (dtype {ds.dtype}, shape {ds.shape})")
-        value = ds[()] if ds.shape == () else ds[0]
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        if not isinstance(value, str):
-            self.fail(f"field '{key}' must be a string")
-        return value
 
 
 def _open_error(path: str, err: Exception) -> NetFormatError:
@@ -147,43 +65,10 @@ def read_net(path: str | os.PathLike[str]) -> LoadedNet:
         raise NetFormatError(message, name) from None
 
 
-def _read_weight(layer: _Fields, shape: tuple[int, ...]) -> np.ndarray:
-    ds = layer.dataset("weight")
-    if ds.dtype.kind not in "iuf":
-        layer.fail(f"weight has dtype {ds.dtype}, expected integer mantissas (int or float)")
-    if ds.shape != shape:
-        layer.fail(f"weight shape {ds.shape} does not match its channels and kernel {shape}")
-    raw = np.asarray(ds[()])
-    problem = check_weight_mantissa(raw)
-    if problem is not None:
-        layer.fail(problem)
-    return raw.astype(np.int64)
-
-
-def _read_neuron(layer: _Fields) -> NeuronModel:
-    """The `neuron/` group through the model its `type` names; every field is read with the type the model says."""
-    neuron = layer.sub("neuron")
-    neuron_type = neuron.text("type")
-    try:
-        model = neuron_model(neuron_type)
-    except SpikeRegError:
-        neuron.fail(f"unsupported neuron type {neuron_type!r} (known: {', '.join(NEURON_TYPES)})")
-    unknown = sorted(set(neuron.group.keys()) - {"type", *model.netx_fields})
-    if unknown:
-        neuron.fail(f"unsupported {neuron_type} neuron field(s) {', '.join(unknown)}")
-    values: dict[str, Any] = {"type": neuron_type}
-    for key, (_param, kind) in model.netx_fields.items():
-        values[key] = neuron.flag(key) if kind is bool else neuron.int(key)
-    try:
-        return model.from_netx_fields(values, neuron.where)
-    except NetFormatError as err:
-        raise NetFormatError(err.message, layer.path) from None
-
-
 def _read(path: str, handle: h5py.File) -> LoadedNet:
-    top = _Fields(path, handle, "")
-    if not isinstance(handle.get("spikereg"), h5py.Group):
-        top.fail("missing 'spikereg/' group: not a spikereg network (plain NetX files are for netx)")
+    top = Fields(path, handle, "")
+    if "spikereg" not in handle:  # a plain NetX file (lava-dl's export_hdf5, or write_sequential_net)
+        return read_plain(path, handle)
     root = top.sub("spikereg")
     version = root.int("formatVersion")
     if version > FORMAT_VERSION:
@@ -236,7 +121,7 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
                 if layer.has("neuron"):
                     layer.fail("the readout has no neurons but the layer has a 'neuron' group")
                 info["scale"] = layer.float("scale")
-        neuron = _read_neuron(layer) if kind in ("conv", "convT") else None
+        neuron = read_neuron(layer) if kind in ("conv", "convT") else None
         # The input's geometry fields are optional (stock netx has none); a convT's outputPadding is required.
         optional = {"kernelSize": 1, "stride": 1, "padding": 0} if kind == "input" else {}
         optional["outputPadding"] = 0
@@ -259,8 +144,8 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
         top.fail("the last layer must be the readout")
     time_steps, net_name = root.int("timeSteps"), root.text("name")
     input_mode = root.text("inputMode") if root.has("inputMode") else "analog"
-    if input_mode not in INPUT_MODES:
-        root.fail(f"inputMode {input_mode!r} is not one of {', '.join(INPUT_MODES)}")
+    if input_mode not in REGISTRATION_INPUT_MODES:
+        root.fail(f"inputMode {input_mode!r} is not one of {', '.join(REGISTRATION_INPUT_MODES)}")
     try:
         spec = NetworkSpec(layers=tuple(specs), time_steps=time_steps, input_channels=input_channels,
                            readout_scale=raw[-1]["scale"], name=net_name, input_mode=input_mode)
@@ -296,9 +181,10 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
         delays = [edge.delay for edge in spec.edges_into(layer_spec.name)]
         if list(info["delays"]) != delays:
             layer.fail(f"inputDelay {list(info['delays'])} differs from what the graph's timing requires {delays}")
-        weights[layer_spec.name] = _read_weight(layer, spec.weight_shape(layer_spec.name))
+        weights[layer_spec.name] = read_weight(layer, spec.weight_shape(layer_spec.name))
     return LoadedNet(spec=spec, weights=weights, input_shape=tuple(input_shape),  # type: ignore[arg-type]
-                     format_version=version, description=root.text("description"))
+                     format_version=version, description=root.text("description"),
+                     file_types={layer.name: FILE_TYPES[layer.kind] for layer in spec.layers[1:]})
 
 
 # -- --check summary -----------------------------------------------------------------------------------
@@ -316,7 +202,7 @@ def summarize(loaded: LoadedNet) -> list[dict[str, Any]]:
         rows.append({
             "index": i,
             "name": layer.name,
-            "type": FILE_TYPES[layer.kind],
+            "type": loaded.file_types.get(layer.name, FILE_TYPES[layer.kind]),
             "shape": [channels, *g.out_shape],
             "neurons": g.neurons if layer.spiking else 0,
             "synapses": int(loaded.weights[layer.name].size) if layer.name in loaded.weights else 0,

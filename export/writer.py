@@ -29,6 +29,11 @@ from .layers import (
     write_layers,
 )
 
+#: Root attributes of a spikereg file: which tool reads it, and why stock netx cannot (docs/netx-format.md).
+READER = "spikereg-deploy"
+STOCK_NETX_NOTE = ("not readable by stock lava-dl netx: 3-D layer types (conv3d, convT3d, readout), several inputs "
+                   "per layer and axonal delays are the spikereg extension; read it with spikereg-deploy")
+
 #: File type of each LayerSpec kind (the input is the stock `input` type; the rest are extensions).
 FILE_TYPES: dict[str, str] = {"input": "input", "conv": "conv3d", "convT": "convT3d", "readout": "readout"}
 
@@ -105,7 +110,10 @@ def write_net(path: str | os.PathLike[str], spec: NetworkSpec, weights: Mapping[
 
 
 def _write_root(handle: h5py.File, spec: NetworkSpec, input_shape: tuple[int, ...], description: str) -> None:
-    """The extension group: what netx has no field for (timing, input size, provenance)."""
+    """The extension group: what netx has no field for (timing, input size, provenance), and the root attributes
+    that tell a person with `h5dump` or stock netx which tool reads the file."""
+    handle.attrs["reader"] = text_value(READER)
+    handle.attrs["stockNetx"] = text_value(STOCK_NETX_NOTE)
     root = handle.create_group("spikereg")
     root.create_dataset("formatVersion", data=int_value(FORMAT_VERSION))
     root.create_dataset("name", data=text_value(spec.name))

@@ -29,14 +29,15 @@ from spikereg_deploy.signals import deferred_signals, descendant_pids, kill_pids
 
 @dataclass
 class LavaRun:
-    displacement: np.ndarray  # (3, D, H, W) voxels
-    readout_sum: np.ndarray  # fixed_pt: int64 sum over T of the readout input; floating_pt: float64
+    displacement: np.ndarray | None  # (3, D, H, W) voxels; None for a network without a readout (plain NetX)
+    readout_sum: np.ndarray | None  # fixed_pt: int64 sum over T of the readout input; floating_pt: float64
     counts: dict[str, LayerCounts]
     time_steps: int
     run_steps: int
     tag: str
     wall_time_s: float
     spikes: dict[str, list[np.ndarray]] | None = None  # model-aligned (shift removed), if recorded
+    output_spikes: np.ndarray | None = None  # without a readout: the last layer's spikes, bool (C, D, H, W, T)
 
 
 def load_lava_processes() -> None:
@@ -51,14 +52,18 @@ def load_lava_processes() -> None:
 
 def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarray, *, tag: str = "fixed_pt",
              record_spikes: bool = False, progress: bool = True, workdir: str | None = None) -> LavaRun:
-    """Build the process graph for one (C, D, H, W) image in [0, 1], run T + depth steps, return counts."""
-    from .lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator
+    """Build the process graph for one (C, D, H, W) image in [0, 1] (or, input_mode "spikes", a (C, D, H, W, T)
+    spike train), run T + depth steps, return counts."""
+    from spikereg_deploy.engine import check_run_input
+
+    from .lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator, SpikeRecorder, SpikeSource
 
     load_lava_processes()
     check_lava_tag(tag)  # before any process is built
     torch.set_num_threads(1)  # before Lava forks: a started torch thread pool hangs the children
     net = IntegerNetwork(spec, weights)  # validates weights and splits them per edge
-    geo = spec.geometry(image.shape[1:])
+    check_run_input(spec, image)
+    geo = spec.geometry(image.shape[1:4])
     depth = spec.depths()
     # input_mode "bias": the first layer's current is its neurons' bias from step 0, not an input synapse's output
     # one step later, so every layer runs one step earlier and no analog synapse or source exists.
@@ -69,10 +74,16 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
     # A `with` block, not cleanup() at the end: an interrupted run must not leave spikereg-lava-* behind.
     with tempfile.TemporaryDirectory(prefix="spikereg-lava-", dir=workdir) as tmp:
         work = Path(tmp)
-        payload = np.asarray(fx.quantize_input(np.asarray(image, dtype=np.float64)), dtype=np.int32)
-        source = None if bias_mode else AnalogSource(payload=payload, time_steps=spec.time_steps, name="input")
+        if spec.input_mode == "spikes":
+            source = SpikeSource(frames=np.asarray(image, dtype=np.int32), name="input")
+        elif not bias_mode:
+            payload = np.asarray(fx.quantize_input(np.asarray(image, dtype=np.float64)), dtype=np.int32)
+            source = AnalogSource(payload=payload, time_steps=spec.time_steps, name="input")
+        else:
+            source = None
         ports = {} if source is None else {spec.input_layer.name: source.s_out}
         sinks = {}
+        recorder = readout = None
         for layer in spec.layers[1:]:
             shape = (layer.out_channels, *geo[layer.name].out_shape)
             if layer.kind == "readout":
@@ -87,6 +98,10 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                     neurons = layer.neuron.lava_process(shape, tag, layer.name)
                 sinks[layer.name] = neurons.a_in
                 ports[layer.name] = neurons.s_out
+                if layer is spec.readout:  # a network that ends in spikes: record them (and count them)
+                    recorder = SpikeRecorder(shape=shape, num_steps=run_steps, out_path=str(work / "output.npy"),
+                                             name=f"{layer.name}->output")
+                    neurons.s_out.connect(recorder.a_in)
         synapses = {}
         recorder_of: dict[str, tuple[str, str]] = {}
         for edge in net.edges:
@@ -96,7 +111,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 continue
             w = net.edge_weights[(edge.src, edge.dst)]
             bound = max_abs_row_sum(w, dst)
-            record = record_spikes and not analog and edge.src not in recorder_of
+            record = record_spikes and not analog and edge.src not in recorder_of and edge.src != spec.input_layer.name
             if record:
                 recorder_of[edge.src] = (edge.src, edge.dst)
             syn = Conv3dSynapse(
@@ -111,9 +126,17 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             syn.a_out.connect(sinks[edge.dst])
             synapses[(edge.src, edge.dst)] = syn
         # any process of the connected graph starts and stops the whole runtime
-        wall, per_edge = _run_and_stop(source or readout, synapses, run_steps, tag, progress)
-        readout_sum = np.load(work / "readout.npy")
-        counts = _gather_counts(spec, geo, {name: d - lead for name, d in depth.items()}, per_edge)
+        wall, per_edge = _run_and_stop(source or readout or recorder, synapses, run_steps, tag, progress)
+        readout_sum = np.load(work / "readout.npy") if spec.has_readout else None
+        output_spikes, emitted = None, {}
+        if recorder is not None:
+            out = spec.readout
+            shape = (out.out_channels, *geo[out.name].out_shape)
+            steps_all = np.unpackbits(np.load(work / "output.npy"), axis=1, count=int(np.prod(shape))).astype(bool)
+            aligned = steps_all[depth[out.name] - lead: depth[out.name] - lead + spec.time_steps]
+            output_spikes = np.moveaxis(aligned.reshape(len(aligned), *shape), 0, -1)
+            emitted[out.name] = aligned.sum(axis=1).astype(np.int64)
+        counts = _gather_counts(spec, geo, {name: d - lead for name, d in depth.items()}, per_edge, emitted)
         spikes = None
         if record_spikes:
             spikes = {}
@@ -124,8 +147,9 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 aligned = steps_all[depth[src] - lead: depth[src] - lead + spec.time_steps]
                 spikes[src] = [s.reshape(shape) for s in aligned]
     scale = spec.readout_scale / spec.time_steps
-    displacement = readout_sum.astype(np.float64) * (scale if tag == "fixed_pt" else scale * fx.WEIGHT_SCALE)
-    return LavaRun(displacement, readout_sum, counts, spec.time_steps, run_steps, tag, wall, spikes)
+    displacement = None if readout_sum is None else \
+        readout_sum.astype(np.float64) * (scale if tag == "fixed_pt" else scale * fx.WEIGHT_SCALE)
+    return LavaRun(displacement, readout_sum, counts, spec.time_steps, run_steps, tag, wall, spikes, output_spikes)
 
 
 def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
@@ -199,12 +223,12 @@ def _abandon_runtime(source) -> None:
         runtime._is_running = False
 
 
-def _gather_counts(spec: NetworkSpec, geo, depth, per_edge) -> dict[str, LayerCounts]:
+def _gather_counts(spec: NetworkSpec, geo, depth, per_edge,
+                   emitted: dict[str, np.ndarray]) -> dict[str, LayerCounts]:
     """Sum per-step counters over each source's model window: Lava steps depth(src)+1 .. depth(src)+T (`depth`
-    as the run lays it out)."""
+    as the run lays it out). `emitted` holds the spikes per step of layers no synapse reads (the output's)."""
     t_steps = spec.time_steps
     counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
-    emitted: dict[str, np.ndarray] = {}
     for edge in spec.edges():
         src, dst = edge.src, edge.dst
         if edge.payload == "analog":  # T x the real taps, or once per inference with input_mode "bias"

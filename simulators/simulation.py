@@ -39,7 +39,7 @@ LAVA_BYTES_PER_NEURON = 350
 
 @dataclass
 class SimulationResult:
-    displacement: np.ndarray
+    displacement: np.ndarray | None  # None for a network that ends in spikes (plain NetX): see output_spikes
     counts: dict[str, LayerCounts]
     time_steps: int
     run_steps: int
@@ -47,6 +47,7 @@ class SimulationResult:
     tag: str
     wall_time_s: float
     spikes: dict[str, list[np.ndarray]] | None = None
+    output_spikes: np.ndarray | None = None  # without a readout: the last layer's spikes, bool (C, D, H, W, T)
 
 
 def estimate_memory(spec: NetworkSpec, input_shape: tuple[int, int, int], engine: str) -> int:
@@ -77,7 +78,7 @@ def simulate(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
 
         run = run_lava(spec, weights, image, tag=tag, progress=progress, record_spikes=record_spikes)
         return SimulationResult(run.displacement, run.counts, run.time_steps, run.run_steps, "lava", tag,
-                                run.wall_time_s, run.spikes)
+                                run.wall_time_s, run.spikes, run.output_spikes)
     if engine == "reference":
         if tag != "fixed_pt":
             raise SpikeRegError("the reference engine computes Loihi integers only (tag fixed_pt)")
@@ -85,7 +86,7 @@ def simulate(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
         ref = IntegerNetwork(spec, weights).run(image, record_spikes=record_spikes, progress=progress)
         wall = time.perf_counter() - started
         return SimulationResult(ref.displacement, ref.counts, ref.time_steps, ref.time_steps, "reference", tag,
-                                wall, ref.spikes)
+                                wall, ref.spikes, ref.output_spikes)
     raise SpikeRegError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
 
 
@@ -93,7 +94,8 @@ def build_report(result: SimulationResult, spec: NetworkSpec, input_shape: tuple
                  meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report of one run (`spikereg_deploy.simulation_report`, the format's one place)."""
     return build_simulation_report(spec, result.counts, input_shape, result.time_steps, result.run_steps,
-                                   result.engine, result.tag, result.wall_time_s, result.displacement, meta)
+                                   result.engine, result.tag, result.wall_time_s, result.displacement, meta,
+                                   output_spikes=result.output_spikes)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -31,11 +31,24 @@ FLOAT32_EXACT = 1 << 24  # integers up to 2^24 survive a float32 sum exactly
 
 @dataclass
 class IntegerRun:
-    displacement: np.ndarray  # (3, D, H, W) float64, voxels
-    readout_sum: np.ndarray  # (3, D, H, W) int64: sum over T of the readout's integer synaptic input
+    displacement: np.ndarray | None  # (3, D, H, W) float64, voxels; None without a readout (plain NetX)
+    readout_sum: np.ndarray | None  # (3, D, H, W) int64: sum over T of the readout's integer synaptic input
     counts: dict[str, LayerCounts]
     time_steps: int
     spikes: dict[str, list[np.ndarray]] | None = None  # per layer, per step, bool (C, D, H, W), if recorded
+    output_spikes: np.ndarray | None = None  # without a readout: the last layer's spikes, bool (C, D, H, W, T)
+
+
+def check_run_input(spec: NetworkSpec, image: np.ndarray) -> None:
+    """The input a run takes: (C, D, H, W) analog values in [0, 1], or with input_mode "spikes" a (C, D, H, W, T)
+    train of 0/1 spikes, T = the network's."""
+    spikes = spec.input_mode == "spikes"
+    want = f"({spec.input_channels}, D, H, W{', T=' + str(spec.time_steps) if spikes else ''})"
+    if image.ndim != (5 if spikes else 4) or image.shape[0] != spec.input_channels or (
+            spikes and image.shape[-1] != spec.time_steps):
+        raise SpikeRegError(f"input must be {want}, got {tuple(image.shape)}")
+    if spikes and not np.isin(image, (0, 1)).all():
+        raise SpikeRegError("a spike-train input holds only 0 and 1")
 
 
 def max_abs_row_sum(weight: np.ndarray, layer: LayerSpec) -> int:
@@ -113,10 +126,13 @@ class IntegerNetwork:
     def run(self, image: np.ndarray, record_spikes: bool = False, progress: bool = False) -> IntegerRun:
         """Run T model steps on a (C, D, H, W) float image in [0, 1] (the analog input, quantized to 8 bits)."""
         spec = self.spec
-        if image.ndim != 4 or image.shape[0] != spec.input_channels:
-            raise SpikeRegError(f"input must be ({spec.input_channels}, D, H, W), got {tuple(image.shape)}")
-        geo = spec.geometry(image.shape[1:])
-        x_q = fx.quantize_input(torch.as_tensor(np.asarray(image, dtype=np.float64)))
+        check_run_input(spec, image)
+        geo = spec.geometry(image.shape[1:4])
+        spike_input = spec.input_mode == "spikes"
+        if spike_input:  # one frame per step, as SLAYER blocks and netx take it
+            frames = torch.as_tensor(np.asarray(image, dtype=bool))
+        else:
+            x_q = fx.quantize_input(torch.as_tensor(np.asarray(image, dtype=np.float64)))
         dtypes: dict[tuple[str, str], torch.dtype] = {}
         torch_w: dict[tuple[str, str], torch.Tensor] = {}
         fanouts: dict[tuple[str, str], torch.Tensor] = {}
@@ -137,17 +153,24 @@ class IntegerNetwork:
                 state[layer.name] = layer.neuron.init_state((layer.out_channels, *geo[layer.name].out_shape), torch)
         readout_sum = torch.zeros((spec.readout.out_channels, *geo[spec.readout.name].out_shape), dtype=torch.int64)
         recorded: dict[str, list[np.ndarray]] | None = {n: [] for n in counts} if record_spikes else None
+        output: list[np.ndarray] = []  # the last layer's spikes, when the network ends in spikes
         steps = range(spec.time_steps)
         if progress:
             from tqdm import tqdm
 
             steps = tqdm(steps, desc="reference engine", unit="step")
         for _t in steps:
-            outputs: dict[str, torch.Tensor] = {spec.input_layer.name: x_q}
             # spikes per voxel (summed over channels) and in total, per layer: counted once where they are emitted,
             # reused by every synapse they reach
             per_voxel: dict[str, torch.Tensor] = {}
             emitted: dict[str, int] = {}
+            if spike_input:
+                frame = frames[..., _t]
+                outputs: dict[str, torch.Tensor] = {spec.input_layer.name: frame}
+                per_voxel[spec.input_layer.name] = frame.sum(dim=0, dtype=torch.int32)
+                emitted[spec.input_layer.name] = int(per_voxel[spec.input_layer.name].sum(dtype=torch.int64))
+            else:
+                outputs = {spec.input_layer.name: x_q}
             for layer in spec.layers[1:]:
                 c = counts[layer.name]
                 parts: list[torch.Tensor] = []
@@ -191,11 +214,15 @@ class IntegerNetwork:
                 outputs[layer.name] = spikes
                 if recorded is not None:
                     recorded[layer.name].append(spikes.numpy().copy())
+                if layer is spec.readout:
+                    output.append(spikes.numpy().copy())
         for edge in self.edges:
             if bias_mode and edge.payload == "analog":
                 counts[edge.dst].input_macs = analog_input_macs(spec, geo, edge)  # once per inference
         for c in counts.values():
             c.neuron_updates = neuron_updates(c.neurons, spec.time_steps)
+        if not spec.has_readout:
+            return IntegerRun(None, None, counts, spec.time_steps, recorded, np.stack(output, axis=-1).astype(bool))
         displacement = readout_sum.numpy().astype(np.float64) * (spec.readout_scale / spec.time_steps)
         return IntegerRun(displacement, readout_sum.numpy(), counts, spec.time_steps, recorded)
 

@@ -1,4 +1,5 @@
-"""The one description of a spiking registration U-Net that every stage reads.
+"""The one description of a spiking network that every stage reads: the registration U-Net (ending in a readout),
+or a sequential network read from a plain NetX file (ending in spikes; `export/netx_plain.py`).
 
 Export, mapping, simulation and energy accounting all need the same facts: which layers exist, what feeds what (in
 which channel order), the shape of every map for a given input volume, fan-in, the dense-ANN MAC count, and the
@@ -31,7 +32,11 @@ NeuronSpec = CubaNeuron
 #: How the static analog input reaches the first layer: "analog" = an 8-bit graded payload through a synapse at every
 #: step (its MACs paid T times); "bias" = its synaptic sum computed once per inference on the host and held as the
 #: first layer's neuron bias (Loihi's `bias_mant` << `bias_exp`, added to the voltage every step). docs/netx-format.md.
-INPUT_MODES: tuple[str, ...] = ("analog", "bias")
+#: "spikes" = the input layer sends a binary spike train, one frame per step (plain NetX networks, whose input is
+#: what SLAYER blocks take: a (C, H, W, T) spike tensor); its first synapses count SynOps like any spiking edge.
+INPUT_MODES: tuple[str, ...] = ("analog", "bias", "spikes")
+#: The modes of a registration network (an image pair is analog), the ones a spikereg `.net` may store.
+REGISTRATION_INPUT_MODES: tuple[str, ...] = ("analog", "bias")
 
 #: Longest axonal delay a Loihi synapse/axon can hold (Davies et al. 2018; lava-dl's delay blocks use 62).
 MAX_AXON_DELAY = 62
@@ -183,8 +188,10 @@ class NetworkSpec:
         kinds = [layer.kind for layer in self.layers]
         if kinds.count("input") != 1 or kinds[0] != "input":
             raise SpikeRegError("a network needs exactly one input layer, first")
-        if kinds.count("readout") != 1 or kinds[-1] != "readout":
-            raise SpikeRegError("a network needs exactly one readout layer, last")
+        if kinds.count("readout") > 1 or (kinds.count("readout") == 1 and kinds[-1] != "readout"):
+            raise SpikeRegError("a network has at most one readout layer, and it is last")
+        if len(self.layers) < 2:
+            raise SpikeRegError("a network needs an input and at least one synaptic layer")
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_edges", self._derive_edges())
         if self.input_mode == "bias":
@@ -213,7 +220,14 @@ class NetworkSpec:
 
     @property
     def readout(self) -> LayerSpec:
+        """The last layer: the non-spiking readout, or, in a network without one (plain NetX), the spiking layer
+        whose spikes are the output."""
         return self.layers[-1]
+
+    @property
+    def has_readout(self) -> bool:
+        """Whether the network ends in a non-spiking readout (registration U-Nets) or in spikes (plain NetX)."""
+        return self.layers[-1].kind == "readout"
 
     def channels_of(self, name: str) -> int:
         layer = self.layer(name)
@@ -242,7 +256,9 @@ class NetworkSpec:
                 channels = self.channels_of(src)
                 delay = depth[layer.name] - 1 - depth[src]
                 source = self.layer(src)
-                if source.neuron is None:  # the analog input (a readout feeds nothing)
+                if source.neuron is None and self.input_mode == "spikes":  # a spike-train input
+                    payload, bits = "binary", 1
+                elif source.neuron is None:  # the analog input (a readout feeds nothing)
                     payload, bits = "analog", ANALOG_INPUT_BITS
                 else:
                     bits = source.neuron.payload_bits
@@ -281,7 +297,7 @@ class NetworkSpec:
 
     @property
     def pipeline_depth(self) -> int:
-        """Depth of the readout: the run needs this many steps beyond T."""
+        """Depth of the readout (or output layer): the run needs this many steps beyond T."""
         return self.depths()[self.readout.name]
 
     @property

@@ -34,9 +34,12 @@ UNITS = {
 
 def build_simulation_report(spec: NetworkSpec, counts: Mapping[str, LayerCounts], input_shape: tuple[int, ...],
                             time_steps: int, run_steps: int, engine: str, tag: str, wall_time_s: float,
-                            displacement: np.ndarray | None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                            displacement: np.ndarray | None, meta: dict[str, Any] | None = None, *,
+                            output_spikes: np.ndarray | None = None) -> dict[str, Any]:
     """The JSON report: per-layer measured counts, totals, and what produced them (`engine`: lava, reference, or
-    slayer for counts taken from the SLAYER model's spikes, which the engines reproduce spike for spike)."""
+    slayer for counts taken from the SLAYER model's spikes, which the engines reproduce spike for spike).
+    A network that ends in spikes (plain NetX) gives `output_spikes` (bool, (C, D, H, W, T)) instead of a field;
+    with neither (evaluation's counts) the report has no outcome block."""
     geo = spec.geometry(input_shape)
     t = time_steps
     layers = []
@@ -63,7 +66,6 @@ def build_simulation_report(spec: NetworkSpec, counts: Mapping[str, LayerCounts]
         "input_macs": sum(row["input_macs"] for row in layers),
         "neuron_updates": sum(row["neuron_updates"] for row in layers),
     }
-    disp = displacement
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
@@ -78,8 +80,17 @@ def build_simulation_report(spec: NetworkSpec, counts: Mapping[str, LayerCounts]
         "wall_time_s": round(wall_time_s, 4),
         "layers": layers,
         "totals": totals,
-        **({} if disp is None else {"displacement": {"max_abs": float(np.abs(disp).max()), "mean_magnitude": float(
-            np.sqrt((disp ** 2).sum(axis=0)).mean())}}),
+        **_outcome(spec, displacement, output_spikes, t),
         "units": UNITS if spec.input_mode == "analog" else {**UNITS, "input_macs": BIAS_INPUT_MACS_UNIT},
         **({"meta": meta} if meta else {}),
     }
+
+
+def _outcome(spec: NetworkSpec, disp: np.ndarray | None, output_spikes: np.ndarray | None, t: int) -> dict[str, Any]:
+    if disp is not None:
+        return {"displacement": {"max_abs": float(np.abs(disp).max()),
+                                 "mean_magnitude": float(np.sqrt((disp ** 2).sum(axis=0)).mean())}}
+    if output_spikes is not None:  # a network that ends in spikes (plain NetX): its output is spikes, not a field
+        return {"output_spikes": {"layer": spec.readout.name, "count": int(output_spikes.sum()),
+                                  "per_neuron": output_spikes.reshape(-1, t).sum(axis=1).tolist()}}
+    return {}

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import SpikeRegError
-from .network import INPUT_MODES, LayerSpec, NetworkSpec
+from .network import REGISTRATION_INPUT_MODES, LayerSpec, NetworkSpec
 from .neurons import NeuronModel, NeuronParamError, registry
 
 #: The ANN teacher's activations (`AnnUNet`): ReLU, or QCFS's clip-floor-shift (`training/qcfs.py`).
@@ -70,8 +70,9 @@ class UNetConfig:
         if self.threshold <= 0 or self.readout_gain <= 0:
             raise SpikeRegError("threshold and readout_gain must be positive")
         model = registry.neuron_model(self.neuron_model)  # a one-line error naming the known types
-        if self.input_mode not in INPUT_MODES:
-            raise SpikeRegError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}")
+        if self.input_mode not in REGISTRATION_INPUT_MODES:
+            raise SpikeRegError(f"input_mode must be one of {', '.join(REGISTRATION_INPUT_MODES)}, "
+                                f"got {self.input_mode!r}")
         if self.input_mode == "bias" and not model.supports_bias:
             raise SpikeRegError(f"input_mode 'bias' needs a neuron model with a bias (CUBA, IF or CUBA-SR), "
                                 f"not {self.neuron_model}")

@@ -25,7 +25,13 @@ from spikereg_deploy.counting import step_synops
 from spikereg_deploy.engine import synaptic_sum
 
 # Absolute import: Lava loads this file by path as a top-level module, where relative imports fail.
-from spikereg_deploy.simulators.lava_models.processes import AnalogSource, Conv3dSynapse, ReadoutAccumulator
+from spikereg_deploy.simulators.lava_models.processes import (
+    AnalogSource,
+    Conv3dSynapse,
+    ReadoutAccumulator,
+    SpikeRecorder,
+    SpikeSource,
+)
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
@@ -166,3 +172,53 @@ class PyReadoutFixed(_AbstractReadoutModel):
 class PyReadoutFloat(_AbstractReadoutModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     _acc_dtype = np.float64
+
+
+class _AbstractSpikeSourceModel(PyLoihiProcessModel):
+    def run_spk(self) -> None:
+        frames = self.proc_params["frames"]
+        t = self.time_step - 1
+        frame = frames[..., t] if t < frames.shape[-1] else np.zeros(frames.shape[:-1], dtype=frames.dtype)
+        self.s_out.send(frame.astype(self._dtype))
+
+
+@implements(proc=SpikeSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySpikeSourceFixed(_AbstractSpikeSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    _dtype = np.int32
+
+
+@implements(proc=SpikeSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySpikeSourceFloat(_AbstractSpikeSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    _dtype = np.float64
+
+
+class _AbstractSpikeRecorderModel(PyLoihiProcessModel):
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.recorded: list[np.ndarray] = []
+
+    def run_spk(self) -> None:
+        spikes = self.a_in.recv() != 0
+        self.recorded.append(np.packbits(spikes))
+        if len(self.recorded) == self.proc_params["num_steps"]:
+            _save_npy(self.proc_params["out_path"], np.stack(self.recorded))
+
+
+@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySpikeRecorderFixed(_AbstractSpikeRecorderModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+
+@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySpikeRecorderFloat(_AbstractSpikeRecorderModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)

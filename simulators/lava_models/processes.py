@@ -1,4 +1,5 @@
-"""Lava processes for what lava-nc lacks: a 3-D (transposed) conv synapse, the analog input and the readout.
+"""Lava processes for what lava-nc lacks: a 3-D (transposed) conv synapse, the analog and spike-train inputs, the
+readout, and the recorder of a network's output spikes (plain NetX networks end in spikes, not a readout).
 
 Lava imports every module in this folder to discover process models, so this folder holds only processes and their
 models (docs/hardware-facts.md, "Lava runtime"). CUBA and IF neurons are lava-nc's own `LIF`: its bit-accurate
@@ -58,3 +59,20 @@ class ReadoutAccumulator(AbstractProcess):
         super().__init__(shape=shape, window_start=window_start, window_len=window_len, out_path=out_path, **kwargs)
         self.a_in = InPort(shape=shape)
         self.steps_seen = Var(shape=(1,), init=0)
+
+
+class SpikeSource(AbstractProcess):
+    """Sends frame t of a (C, D, H, W, T) spike train at step t (1 ... T), zeros after: a plain NetX input."""
+
+    def __init__(self, *, frames: np.ndarray, **kwargs: Any) -> None:
+        super().__init__(frames=frames, **kwargs)
+        self.s_out = OutPort(shape=frames.shape[:-1])
+
+
+class SpikeRecorder(AbstractProcess):
+    """Records the spikes it receives at every step and writes them, bit-packed per step, to `out_path` (an .npy
+    of shape (num_steps, bytes)) at the last step; `Var.get()` would be far slower for large layers."""
+
+    def __init__(self, *, shape: tuple[int, ...], num_steps: int, out_path: str, **kwargs: Any) -> None:
+        super().__init__(shape=shape, num_steps=num_steps, out_path=out_path, **kwargs)
+        self.a_in = InPort(shape=shape)

@@ -78,6 +78,10 @@ class NetworkSource:
     spec: Any
     weights: dict[str, Any]
     description: str
+    #: "spikereg" (a 3-D .net or the embedded model) or "netx" (a plain lava-dl NetX file: T and input mode come
+    #: from the run, so reports are matched through `export.netx_plain.spec_for_report`)
+    source: str = "spikereg"
+    input_shape: tuple[int, ...] = ()
 
 
 def load_network(net_path: str | None) -> NetworkSource:
@@ -87,7 +91,7 @@ def load_network(net_path: str | None) -> NetworkSource:
 
     if net_path:
         loaded = read_net(net_path)
-        return NetworkSource(loaded.spec, loaded.weights, net_path)
+        return NetworkSource(loaded.spec, loaded.weights, net_path, loaded.source, tuple(loaded.input_shape))
     from spikereg_deploy.export.export_model import export_model
 
     model, origin = load_model(None)
@@ -106,6 +110,11 @@ def load_predictor(path: str | os.PathLike[str] | None) -> Predictor:
         from spikereg_deploy.predict import IntegerEnginePredictor
 
         loaded = read_net(path)
+        if loaded.source == "netx":
+            from spikereg_deploy.errors import SpikeRegError
+
+            raise SpikeRegError("a plain NetX network ends in spikes, not a displacement readout: it cannot register "
+                                "(run it with spikereg-simulate NET --input ARRAY.npy)", path)
         return IntegerEnginePredictor(loaded.spec, loaded.weights, f"{path} (integer engine)")
     load_training_stage()
     from spikereg_deploy.training.predict import load_checkpoint_predictor

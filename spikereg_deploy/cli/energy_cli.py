@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from spikereg_deploy.atomic import check_output_path
-from spikereg_deploy.errors import cli_entry
+from spikereg_deploy.errors import SpikeRegError, cli_entry
 
 from .common import DEFAULT_MAX_MEMORY, NetworkSource, load_network, load_simulators_stage, quiet_imports
 
@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report, report_path = _default_report(network, args.engine), "default simulation"
     spec = network.spec
+    if network.source == "netx":  # a plain NetX file stores no T or input mode: the report's run says them
+        from spikereg_deploy.export.netx_plain import spec_for_report
+
+        spec = spec_for_report(spec, report)
     er.check_report_matches(report, spec, report_path)
     mapping = None
     if args.mapping:
@@ -61,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _default_report(network: NetworkSource, engine: str) -> dict:
     """Simulate the network on the embedded pair (what `spikereg-simulate -o DIR` does) and return its report."""
+    if network.source == "netx":
+        raise SpikeRegError("a plain NetX network has no registration pair to run: give the report of "
+                            "`spikereg-simulate NET --input ARRAY.npy -o DIR`", network.description)
     run_folder = load_simulators_stage()
     pair = run_folder.load_pair(network.spec.required_multiple())
     with tempfile.TemporaryDirectory(prefix="spikereg-energy-sim-") as tmp:

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from spikereg_deploy.export.netx_plain import stock_netx_verdict
     from spikereg_deploy.export.reader import format_summary, read_net, summarize
 
     if args.check:
@@ -35,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SpikeRegError("--check takes only the .net file")
         loaded = read_net(args.check)
         print(format_summary(summarize(loaded)))
-        _print_input_mode(loaded.spec)
+        print(stock_netx_verdict(loaded))
+        if loaded.source == "netx":
+            print("plain NetX file: no T or input encoding stored; spikereg-simulate --input ARRAY.npy gives both "
+                  "((C, H, W, T) spikes, or (C, H, W) analog with --time-steps)")
+        else:
+            _print_input_mode(loaded.spec)
         return 0
     if not args.output:
         raise SpikeRegError("missing -o/--output (the .net file to write)")

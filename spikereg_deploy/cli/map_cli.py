@@ -92,7 +92,14 @@ def _load_spec(args: argparse.Namespace) -> tuple[NetworkSpec, tuple[int, int, i
                 "which is not available"
             ) from None
         loaded = read_net(args.net)
-        return loaded.spec, tuple(loaded.input_shape), args.net  # type: ignore[return-value]
+        spec = loaded.spec
+        # a plain NetX file stores no T or input mode: the traffic report's run says them
+        if getattr(loaded, "source", "spikereg") == "netx" and args.traffic:
+            from spikereg_deploy.errors import read_json_object
+            from spikereg_deploy.export.netx_plain import spec_for_report
+
+            spec = spec_for_report(spec, read_json_object(args.traffic, "report"))
+        return spec, tuple(loaded.input_shape), args.net  # type: ignore[return-value]
     from spikereg_deploy.unet import UNetConfig, build_unet_spec
 
     return build_unet_spec(UNetConfig()), None, "default UNetConfig network"

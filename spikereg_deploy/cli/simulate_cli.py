@@ -1,4 +1,5 @@
-"""`spikereg-simulate [NET] [--fixed F --moving M] -o OUTDIR`: run a .net in Lava (or the reference engine)."""
+"""`spikereg-simulate [NET] [--fixed F --moving M] -o OUTDIR`: run a .net in Lava (or the reference engine);
+`spikereg-simulate NETX --input ARRAY.npy -o OUTDIR` runs a plain lava-dl NetX file on one input array."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import sys
 from pathlib import Path
 
 from spikereg_deploy.atomic import check_output_path
-from spikereg_deploy.errors import cli_entry
+from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.imaging.native import describe_grid
 from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_run_size, parse_memory
 
@@ -17,6 +18,7 @@ from .common import (
     load_network,
     load_simulators_stage,
     non_negative_int,
+    quiet_imports,
 )
 
 
@@ -29,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("net", nargs="?", help=".net file (default: the embedded default model)")
     parser.add_argument("--fixed", help="fixed image (NIfTI); default: an embedded pair")
     parser.add_argument("--moving", help="moving image (NIfTI)")
+    parser.add_argument("--input", metavar="ARRAY.npy",
+                        help="plain NetX files: one sample as SLAYER blocks take it, a (C, H, W, T) 0/1 spike train "
+                             "or a (C, H, W) analog image in [0, 1]")
+    parser.add_argument("--time-steps", type=_positive_int, metavar="T",
+                        help="with --input and an analog image: steps to present it (default 16; a spike train "
+                             "gives its own T)")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--engine", choices=("lava", "reference"), default="lava",
                         help="lava: Lava CPU runtime (default); reference: vectorised torch engine, same integers")
@@ -58,10 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     max_memory = parse_memory(args.max_memory)
     if args.input_shape or not args.fixed:  # the pair's size is known: refuse it before anything is loaded
         check_run_size(args.input_shape or DEFAULT_INPUT_SHAPE, DEFAULT_MAX_BYTES)
+    if args.input or args.time_steps:
+        return _array_main(args, max_memory)
     run_folder = load_simulators_stage()
     out = Path(args.output)
     check_output_path(out, folder=True)
     network = load_network(args.net)
+    if network.source == "netx":
+        raise SpikeRegError("a plain NetX network runs on an input array: add --input ARRAY.npy ((C, H, W, T) "
+                            "spikes or (C, H, W) analog)", args.net)
     shape = args.input_shape or (None if args.fixed else DEFAULT_INPUT_SHAPE)
     if shape and all(n > 0 and n % network.spec.required_multiple() == 0 for n in shape):  # (else load_pair says)
         run_folder.sim.check_memory(network.spec, shape, args.engine, max_memory)
@@ -82,6 +95,46 @@ def main(argv: list[str] | None = None) -> int:
     print(f"displacement max |u| = {max_mm:.3f} mm on the fixed grid ({report['displacement']['max_abs']:.3f} "
           f"network voxels) (measured); wall time {report['wall_time_s']:.2f} s (measured); outputs in {out}")
     return 0
+
+
+_PAIR_OPTIONS = ("fixed", "moving", "input_shape", "resolution", "fixed_labels", "moving_labels")
+
+
+def _array_main(args: argparse.Namespace, max_memory: int) -> int:
+    """A plain NetX file on one input array: counts, output spikes, no registration outputs (the report says why)."""
+    given = [f"--{name.replace('_', '-')}" for name in _PAIR_OPTIONS if getattr(args, name)]
+    if given:
+        raise SpikeRegError(f"--input runs a plain NetX network on an array; {', '.join(given)} belong(s) to "
+                            f"registration pairs")
+    if not args.input:
+        raise SpikeRegError("--time-steps applies to --input with an analog image")
+    if not args.net:
+        raise SpikeRegError("--input needs the plain NetX file it feeds (spikereg-simulate NET --input ARRAY.npy)")
+    out = Path(args.output)
+    check_output_path(out, folder=True)
+    network = load_network(args.net)
+    if network.source != "netx":
+        raise SpikeRegError("--input runs plain NetX files; a spikereg registration network takes --fixed and "
+                            "--moving", args.net)
+    with quiet_imports():
+        from spikereg_deploy.simulators import array_run
+    spec, image = array_run.load_input_array(args.input, network.spec, network.input_shape, args.time_steps)
+    meta = {"net": network.description, "input": args.input}
+    report = array_run.simulate_array_to_folder(spec, network.weights, image, network.input_shape, out,
+                                                engine=args.engine, tag=args.tag, max_memory=max_memory, meta=meta)
+    print(array_run.sim.format_table(report))
+    spikes = report["output_spikes"]
+    print(f"output layer {spikes['layer']}: {spikes['count']:,} spikes over T={report['time_steps']} (measured; "
+          f"input mode {spec.input_mode}); wall time {report['wall_time_s']:.2f} s (measured); outputs in {out}")
+    print(f"skipped: {'; '.join(f'{k} ({v})' for k, v in report['skipped'].items())}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
 
 
 def _fmt(value: float | None) -> str:
