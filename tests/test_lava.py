@@ -13,7 +13,7 @@ from spikereg_deploy.training.snn import seeded_model
 def _assert_same(spec, weights, image):
     ref = IntegerNetwork(spec, weights).run(image, record_spikes=True)
     lava = run_lava(spec, weights, image, record_spikes=True, progress=False)
-    assert lava.run_steps == spec.time_steps + spec.pipeline_depth
+    assert lava.run_steps == spec.run_steps == spec.time_steps + spec.pipeline_depth - (spec.input_mode == "bias")
     for name, steps in lava.spikes.items():
         np.testing.assert_array_equal(np.stack(steps), np.stack(ref.spikes[name]), err_msg=name)
     np.testing.assert_array_equal(lava.readout_sum, ref.readout_sum)
@@ -97,7 +97,7 @@ def test_unknown_tag_refused(small_config, pair16):
 @pytest.mark.lava
 @pytest.mark.slow
 def test_embedded_trained_model_bit_exact_in_lava(pair16):
-    """The committed fine-tuned model is what Lava runs, spike for spike (issue 7's export check)."""
+    """The committed default model (soft-reset IF neurons, input as bias) is what Lava runs, spike for spike."""
     from spikereg_deploy.training.default_model import embedded_checkpoint_path, load_default_model
 
     assert embedded_checkpoint_path() is not None, "the trained default model is not installed with the package"
