@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import io
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +77,7 @@ class NetworkSource:
     spec: Any
     weights: dict[str, Any]
     description: str
+    note: str | None = None  # for stderr, printed by the caller once the inputs are checked (a refusal stays one line)
 
 
 def load_network(net_path: str | None) -> NetworkSource:
@@ -91,11 +91,10 @@ def load_network(net_path: str | None) -> NetworkSource:
     from spikereg_deploy.export.export_model import export_model
 
     model, origin = load_model(None)
-    print(f"no .net given: using the {origin}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="spikereg-net-") as tmp:
         loaded = export_model(model.spec, model.integer_weights(), DEFAULT_INPUT_SHAPE,
                               Path(tmp) / "default_model.net", origin)
-    return NetworkSource(loaded.spec, loaded.weights, "embedded default model")
+    return NetworkSource(loaded.spec, loaded.weights, "embedded default model", f"no .net given: using the {origin}")
 
 
 def load_predictor(path: str | os.PathLike[str] | None) -> Predictor:
