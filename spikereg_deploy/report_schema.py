@@ -76,6 +76,13 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
     if not (isinstance(shape, list) and len(shape) == 3
             and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
         raise _fail("input_shape", f"must be three positive whole numbers, got {shape!r}", where)
+    network = data.get("network")
+    if network is not None or complete:
+        if not isinstance(network, dict):
+            raise _fail("network", f"must be an object (the network's fingerprints), got {network!r}", where)
+        for key in ("fingerprint", "model_fingerprint"):
+            if network.get(key) is not None and not isinstance(network[key], str):
+                raise _fail(f"network.{key}", f"must be a fingerprint string, got {network[key]!r}", where)
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers or not all(isinstance(r, dict) for r in layers):
         raise _fail("layers", "must be a non-empty list of objects", where)
@@ -89,6 +96,8 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
         if counts.get("spikes", 0) > counts["neurons"] * t:
             raise _fail(f"layers[{i}].spikes", f"{counts['spikes']:,} exceeds neurons x T = "
                         f"{counts['neurons']:,} x {t} (at most one spike per neuron per step)", where)
+        if complete and "spike_rate" not in row:
+            raise _fail(f"layers[{i}].spike_rate", "is missing", where)
         if row.get("spike_rate") is not None:
             _rate(row["spike_rate"], f"layers[{i}].spike_rate", where)
         for key in LAYER_SERIES:
@@ -100,8 +109,10 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
     totals = data.get("totals")
     if totals is None and not complete:
         return
-    if not isinstance(totals, dict):
+    if totals is None:
         raise _fail("totals", "is missing (every spikereg-simulate report has totals)", where)
+    if not isinstance(totals, dict):
+        raise _fail("totals", f"must be an object, got {totals!r}", where)
     for key in TOTAL_COUNTS:
         if complete or key in totals:
             _count(totals, key, f"totals.{key}", where)

@@ -99,6 +99,18 @@ def test_spikereg_energy_refuses_a_nan_report_exit_2(run, tmp_path, capsys) -> N
     assert not (tmp_path / "energy").exists()
 
 
+def test_time_steps_as_text_is_a_type_error_not_a_mismatch(run, tmp_path, capsys) -> None:
+    """`time_steps: "3"` against a T=3 network used to read "report T=3 differs from the network's T=3"."""
+    spec, net, report = run
+    path = _bad(tmp_path, report, lambda d: d.update(time_steps=str(spec.time_steps)))
+    code = energy_cli.main([str(path), "--net", str(net), "-o", str(tmp_path / "energy")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{path}: report field 'time_steps' must be a positive whole number, got '3'" in err
+    assert "differs" not in err
+    assert not (tmp_path / "energy").exists()
+
+
 def test_spikereg_map_traffic_refuses_negative_spikes(run, tmp_path, capsys) -> None:
     _spec, net, report = run
     i = _spiking_index(report)
