@@ -1,4 +1,4 @@
-"""What a `report.json` (spikereg-simulation-report v1) must hold before any number in it is used.
+"""What a `report.json` (spikereg-simulation-report v1) and a `mapping.json` must hold before any number is used.
 
 `spikereg-energy` and `spikereg-map --traffic` price what the report says; a negative SynOps count, a NaN (Python's
 json reads the invalid `NaN` token without complaint), a spike rate of 1.7, a neuron count of 4096.5 or a report
@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import SpikeRegError
 
-__all__ = ["LAYER_COUNTS", "TOTAL_COUNTS", "validate_simulation_report"]
+__all__ = ["LAYER_COUNTS", "TOTAL_COUNTS", "validate_mapping_document", "validate_simulation_report"]
 
 # Per layer: event and size counts (integers >= 0) and the per-step series (lists of them).
 LAYER_COUNTS = ("neurons", "spikes", "input_spikes", "synops", "input_macs", "neuron_updates", "fan_in",
@@ -23,8 +23,8 @@ TOTAL_COUNTS = ("spiking_neurons", "spikes", "synops", "input_macs", "neuron_upd
 TOTAL_RATES = ("spike_rate", "mean_layer_spike_rate")
 
 
-def _fail(field: str, problem: str, where: str | Path) -> SpikeRegError:
-    return SpikeRegError(f"report field {field!r} {problem}", where)
+def _fail(field: str, problem: str, where: str | Path, what: str = "report") -> SpikeRegError:
+    return SpikeRegError(f"{what} field {field!r} {problem}", where)
 
 
 def _first_non_finite(value: Any, field: str) -> tuple[str, float] | None:
@@ -119,3 +119,34 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
     for key in TOTAL_RATES:
         if key in totals:
             _rate(totals[key], f"totals.{key}", where)
+
+
+def validate_mapping_document(doc: dict[str, Any], where: str | Path, block_columns: int) -> None:
+    """The fields of a mapping.json that `spikereg-energy --mapping` and the report renderer read: finite numbers,
+    the network's fingerprint, the input shape, a block table of `block_columns` columns, and the energy counts
+    (each a finite, non-negative `value` with its `unit` and `how`). A wrong type used to be a traceback."""
+    def fail(field: str, problem: str) -> SpikeRegError:
+        return _fail(field, problem, where, "mapping")
+
+    if (found := _first_non_finite(doc, "")) is not None:
+        raise fail(found[0], f"is {found[1]} (not a number)")
+    network = doc.get("network")
+    if not isinstance(network, dict) or not isinstance(network.get("fingerprint"), str):
+        raise fail("network", f"must be an object with the network's fingerprint, got {network!r}")
+    shape = doc.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+        raise fail("input_shape", f"must be three positive whole numbers, got {shape!r}")
+    blocks = doc.get("blocks")
+    if not isinstance(blocks, list) or not all(isinstance(r, list) and len(r) == block_columns for r in blocks):
+        raise fail("blocks", f"must be a list of rows of {block_columns} values (the block table)")
+    energy = doc.get("energy")
+    counts = energy.get("counts") if isinstance(energy, dict) else None
+    if not isinstance(counts, dict):
+        raise fail("energy.counts", "must be an object of operation counts")
+    for key, entry in counts.items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise fail(f"energy.counts.{key}.value", f"must be a non-negative number, got {value!r}")
+        if not (isinstance(entry.get("unit"), str) and isinstance(entry.get("how"), str)):
+            raise fail(f"energy.counts.{key}", "must give its 'unit' and 'how' as text")
