@@ -1,4 +1,4 @@
-"""What a `report.json` (spikereg-simulation-report v1) must hold before any number in it is used.
+"""What a `report.json` (spikereg-simulation-report v1) and a `mapping.json` must hold before any number is used.
 
 `spikereg-energy` and `spikereg-map --traffic` price what the report says; a negative SynOps count, a NaN (Python's
 json reads the invalid `NaN` token without complaint), a spike rate of 1.7, a neuron count of 4096.5 or a report
@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import SpikeRegError
 
-__all__ = ["LAYER_COUNTS", "TOTAL_COUNTS", "validate_simulation_report"]
+__all__ = ["LAYER_COUNTS", "TOTAL_COUNTS", "validate_mapping_document", "validate_simulation_report"]
 
 # Per layer: event and size counts (integers >= 0) and the per-step series (lists of them).
 LAYER_COUNTS = ("neurons", "spikes", "input_spikes", "synops", "input_macs", "neuron_updates", "fan_in",
@@ -23,8 +23,8 @@ TOTAL_COUNTS = ("spiking_neurons", "spikes", "synops", "input_macs", "neuron_upd
 TOTAL_RATES = ("spike_rate", "mean_layer_spike_rate")
 
 
-def _fail(field: str, problem: str, where: str | Path) -> SpikeRegError:
-    return SpikeRegError(f"report field {field!r} {problem}", where)
+def _fail(field: str, problem: str, where: str | Path, what: str = "report") -> SpikeRegError:
+    return SpikeRegError(f"{what} field {field!r} {problem}", where)
 
 
 def _first_non_finite(value: Any, field: str) -> tuple[str, float] | None:
@@ -76,6 +76,13 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
     if not (isinstance(shape, list) and len(shape) == 3
             and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
         raise _fail("input_shape", f"must be three positive whole numbers, got {shape!r}", where)
+    network = data.get("network")
+    if network is not None or complete:
+        if not isinstance(network, dict):
+            raise _fail("network", f"must be an object (the network's fingerprints), got {network!r}", where)
+        for key in ("fingerprint", "model_fingerprint"):
+            if network.get(key) is not None and not isinstance(network[key], str):
+                raise _fail(f"network.{key}", f"must be a fingerprint string, got {network[key]!r}", where)
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers or not all(isinstance(r, dict) for r in layers):
         raise _fail("layers", "must be a non-empty list of objects", where)
@@ -89,6 +96,8 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
         if counts.get("spikes", 0) > counts["neurons"] * t:
             raise _fail(f"layers[{i}].spikes", f"{counts['spikes']:,} exceeds neurons x T = "
                         f"{counts['neurons']:,} x {t} (at most one spike per neuron per step)", where)
+        if complete and "spike_rate" not in row:
+            raise _fail(f"layers[{i}].spike_rate", "is missing", where)
         if row.get("spike_rate") is not None:
             _rate(row["spike_rate"], f"layers[{i}].spike_rate", where)
         for key in LAYER_SERIES:
@@ -100,11 +109,44 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
     totals = data.get("totals")
     if totals is None and not complete:
         return
-    if not isinstance(totals, dict):
+    if totals is None:
         raise _fail("totals", "is missing (every spikereg-simulate report has totals)", where)
+    if not isinstance(totals, dict):
+        raise _fail("totals", f"must be an object, got {totals!r}", where)
     for key in TOTAL_COUNTS:
         if complete or key in totals:
             _count(totals, key, f"totals.{key}", where)
     for key in TOTAL_RATES:
         if key in totals:
             _rate(totals[key], f"totals.{key}", where)
+
+
+def validate_mapping_document(doc: dict[str, Any], where: str | Path, block_columns: int) -> None:
+    """The fields of a mapping.json that `spikereg-energy --mapping` and the report renderer read: finite numbers,
+    the network's fingerprint, the input shape, a block table of `block_columns` columns, and the energy counts
+    (each a finite, non-negative `value` with its `unit` and `how`). A wrong type used to be a traceback."""
+    def fail(field: str, problem: str) -> SpikeRegError:
+        return _fail(field, problem, where, "mapping")
+
+    if (found := _first_non_finite(doc, "")) is not None:
+        raise fail(found[0], f"is {found[1]} (not a number)")
+    network = doc.get("network")
+    if not isinstance(network, dict) or not isinstance(network.get("fingerprint"), str):
+        raise fail("network", f"must be an object with the network's fingerprint, got {network!r}")
+    shape = doc.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+        raise fail("input_shape", f"must be three positive whole numbers, got {shape!r}")
+    blocks = doc.get("blocks")
+    if not isinstance(blocks, list) or not all(isinstance(r, list) and len(r) == block_columns for r in blocks):
+        raise fail("blocks", f"must be a list of rows of {block_columns} values (the block table)")
+    energy = doc.get("energy")
+    counts = energy.get("counts") if isinstance(energy, dict) else None
+    if not isinstance(counts, dict):
+        raise fail("energy.counts", "must be an object of operation counts")
+    for key, entry in counts.items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise fail(f"energy.counts.{key}.value", f"must be a non-negative number, got {value!r}")
+        if not (isinstance(entry.get("unit"), str) and isinstance(entry.get("how"), str)):
+            raise fail(f"energy.counts.{key}", "must give its 'unit' and 'how' as text")

@@ -65,6 +65,16 @@ CASES = {
     "negative step count": (lambda d, i: d["layers"][i]["synops_per_step"].__setitem__(0, -3),
                             "layers[{i}].synops_per_step[0]", "negative"),
     "time_steps as text": (lambda d, i: d.update(time_steps="3"), "time_steps", "positive whole number"),
+    # wrong types that were AttributeError / KeyError tracebacks in spikereg-energy (issue 19, item 5)
+    "network as text": (lambda d, i: d.update(network="abc"), "network", "must be an object"),
+    "network as a list": (lambda d, i: d.update(network=[1]), "network", "must be an object"),
+    "fingerprint as a number": (lambda d, i: d["network"].update(fingerprint=5), "network.fingerprint",
+                                "fingerprint string"),
+    "totals as a list": (lambda d, i: d.update(totals=[1]), "totals", "must be an object"),
+    "no spike_rate": (lambda d, i: d["layers"][i].pop("spike_rate"), "layers[{i}].spike_rate", "is missing"),
+    "layers as text": (lambda d, i: d.update(layers="x"), "layers", "non-empty list"),
+    "layer name as a number": (lambda d, i: d["layers"][i].update(name=3), "layers[{i}].name", "layer name"),
+    "version as text": (lambda d, i: d.update(version="1"), "version", "whole number"),
 }
 
 
@@ -97,6 +107,67 @@ def test_spikereg_energy_refuses_a_nan_report_exit_2(run, tmp_path, capsys) -> N
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert str(path) in err and f"layers[{i}].synops" in err
     assert not (tmp_path / "energy").exists()
+
+
+def test_time_steps_as_text_is_a_type_error_not_a_mismatch(run, tmp_path, capsys) -> None:
+    """`time_steps: "3"` against a T=3 network used to read "report T=3 differs from the network's T=3"."""
+    spec, net, report = run
+    path = _bad(tmp_path, report, lambda d: d.update(time_steps=str(spec.time_steps)))
+    code = energy_cli.main([str(path), "--net", str(net), "-o", str(tmp_path / "energy")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{path}: report field 'time_steps' must be a positive whole number, got '3'" in err
+    assert "differs" not in err
+    assert not (tmp_path / "energy").exists()
+
+
+@pytest.fixture(scope="module")
+def mapping(run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real mapping.json of the small network with the report's traffic."""
+    from spikereg_deploy.mapping.plan import plan_mapping, write_outputs
+
+    spec, _net, report = run
+    path = tmp_path_factory.mktemp("mapping") / "mapping.json"
+    write_outputs(plan_mapping(spec, (8, 8, 8), "loihi2", traffic=report), path)
+    return path
+
+
+MAPPING_CASES = {
+    "network as text": (lambda m: m.update(network="abc"), "network"),
+    "no block table": (lambda m: m.pop("blocks"), "blocks"),
+    "block rows as numbers": (lambda m: m.update(blocks=[1, 2]), "blocks"),
+    "input_shape a number": (lambda m: m.update(input_shape=8), "input_shape"),
+    "energy as text": (lambda m: m.update(energy="x"), "energy.counts"),
+    "a count as text": (lambda m: m["energy"]["counts"].update(spike_packets="x"), "energy.counts.spike_packets.value"),
+    "a negative count": (lambda m: m["energy"]["counts"]["spike_packets"].update(value=-5),
+                         "energy.counts.spike_packets.value"),
+    "a NaN count": (lambda m: m["energy"]["counts"]["spike_packets"].update(value=math.nan),
+                    "energy.counts.spike_packets.value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAPPING_CASES))
+def test_spikereg_energy_refuses_a_malformed_mapping_in_one_line(case, run, mapping, tmp_path, capsys) -> None:
+    _spec, net, report = run
+    change, field = MAPPING_CASES[case]
+    doc = json.loads(mapping.read_text())
+    change(doc)
+    bad = tmp_path / "mapping.json"
+    bad.write_text(json.dumps(doc))
+    code = energy_cli.main([str(_write(tmp_path, report)), "--net", str(net), "--mapping", str(bad),
+                            "-o", str(tmp_path / "energy")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{bad}: mapping field '{field}'" in err, err
+    assert not (tmp_path / "energy").exists()
+
+
+def test_the_real_mapping_is_accepted_by_spikereg_energy(run, mapping, tmp_path, capsys) -> None:
+    _spec, net, report = run
+    code = energy_cli.main([str(_write(tmp_path, report)), "--net", str(net), "--mapping", str(mapping),
+                            "-o", str(tmp_path / "energy")])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "energy" / "energy.json").is_file()
 
 
 def test_spikereg_map_traffic_refuses_negative_spikes(run, tmp_path, capsys) -> None:

@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import io
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,6 +81,7 @@ class NetworkSource:
     #: from the run, so reports are matched through `export.netx_plain.spec_for_report`)
     source: str = "spikereg"
     input_shape: tuple[int, ...] = ()
+    note: str | None = None  # for stderr, printed by the caller once the inputs are checked (a refusal stays one line)
 
 
 def load_network(net_path: str | None) -> NetworkSource:
@@ -95,11 +95,11 @@ def load_network(net_path: str | None) -> NetworkSource:
     from spikereg_deploy.export.export_model import export_model
 
     model, origin = load_model(None)
-    print(f"no .net given: using the {origin}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="spikereg-net-") as tmp:
         loaded = export_model(model.spec, model.integer_weights(), DEFAULT_INPUT_SHAPE,
                               Path(tmp) / "default_model.net", origin)
-    return NetworkSource(loaded.spec, loaded.weights, "embedded default model")
+    return NetworkSource(loaded.spec, loaded.weights, "embedded default model",
+                         note=f"no .net given: using the {origin}")
 
 
 def load_predictor(path: str | os.PathLike[str] | None) -> Predictor:

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         report, report_path = er.load_simulation_report(args.report, complete=True), args.report
     else:
+        if network.note:
+            print(network.note, file=sys.stderr)
         report, report_path = _default_report(network, args.engine), "default simulation"
     spec = network.spec
     if network.source == "netx":  # a plain NetX file stores no T or input mode: the report's run says them
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mapping:
         mapping = read_mapping(args.mapping)
         er.check_mapping_matches(mapping, report, args.mapping)
+    if args.report and network.note:  # after every input check, so that a refusal is the only line
+        print(network.note, file=sys.stderr)
     energy = er.build_energy_report(report, spec, profile, mapping)
     er.write_energy_outputs(energy, out)
     print(er.format_summary(energy))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from spikereg_deploy.atomic import check_output_path
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.limits import check_mapping_size
 from spikereg_deploy.mapping.partition import DEFAULT_PARTITIONERS, PARTITIONERS
-from spikereg_deploy.mapping.plan import format_plan_summary, plan_mapping, write_outputs
+from spikereg_deploy.mapping.plan import format_plan_summary, plan_mapping, read_traffic_report, write_outputs
 from spikereg_deploy.mapping.profiles import BUILTIN_PROFILES, load_profile
 from spikereg_deploy.mapping.traffic import DEFAULT_RATE
 from spikereg_deploy.network import NetworkSpec
@@ -119,9 +120,22 @@ def _input_shape(args: argparse.Namespace, net_shape: tuple[int, int, int] | Non
     return DEFAULT_INPUT_SHAPE
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse out-of-range option values naming the option, before any line is printed (the library's own checks
+    would name the built-in profile file for a bad --fill-factor, and come after the progress lines)."""
+    fill = args.fill_factor
+    if fill is not None and not (math.isfinite(fill) and 0 < fill <= 1):
+        raise SpikeRegError(f"--fill-factor must be in (0, 1], got {fill}")
+    if not (math.isfinite(args.assumed_rate) and 0 <= args.assumed_rate <= 1):
+        raise SpikeRegError(f"--assumed-rate must be in [0, 1] spikes per neuron per step, got {args.assumed_rate}")
+    if args.seeds < 1:
+        raise SpikeRegError(f"--seeds must be at least 1, got {args.seeds}")
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_options(args)
     if Path(args.output).is_dir():
         raise SpikeRegError("output is a folder; give the mapping .json file to write", args.output)
     check_output_path(args.output, folder=False)
@@ -133,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     spec, net_shape, origin = _load_spec(args)
     shape = _input_shape(args, net_shape)
     check_mapping_size(spec, shape, profile.neuron_budget, profile.fill_factor)  # before any array is built
+    if args.traffic:  # a report of another network or size: refused before the first progress line
+        read_traffic_report(args.traffic, spec, shape)
     if not args.net and not args.config_default:  # after the checks, so that a refusal stays one line
         print("no .net given: mapping the default UNetConfig network", file=sys.stderr)
     print(f"mapping {origin} at {'x'.join(map(str, shape))} on {profile.name}", file=sys.stderr)

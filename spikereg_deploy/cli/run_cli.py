@@ -80,16 +80,18 @@ def _run_stages(args: argparse.Namespace, shape: tuple[int, int, int], profile: 
 
     net, sim_dir, mapping_path = staging / "model.net", staging / "simulation", staging / "mapping" / "mapping.json"
     started = time.perf_counter()
+    model, origin = load_model(args.checkpoint)
+    run_folder = load_simulators_stage()
+    # the shape, the run's memory and the pair are the user's to fix: all checked before the first progress line,
+    # so a refusal is the only line printed and no stage has started
+    run_folder.sim.check_memory(model.spec, shape, args.engine, parse_memory(DEFAULT_MAX_MEMORY))
+    pair = run_folder.load_pair(model.spec.required_multiple(), input_shape=shape, seed=args.seed)
     with _stage("export", out / "model.net"):
         with quiet_imports():
             from spikereg_deploy.export.export_model import export_model
-        model, origin = load_model(args.checkpoint)
         loaded = export_model(model.spec, model.integer_weights(), shape, net, origin)
     spec = loaded.spec
-    load_simulators_stage().sim.check_memory(spec, shape, args.engine, parse_memory(DEFAULT_MAX_MEMORY))
     with _stage("simulate", out / "simulation"):
-        run_folder = load_simulators_stage()
-        pair = run_folder.load_pair(spec.required_multiple(), input_shape=shape, seed=args.seed)
         report = run_folder.simulate_to_folder(spec, loaded.weights, pair, sim_dir, engine=args.engine,
                                                max_memory=DEFAULT_MAX_MEMORY, net_description=str(out / "model.net"))
     with _stage("map", out / "mapping" / "mapping.json"):

@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     pair = run_folder.load_pair(network.spec.required_multiple(), fixed=args.fixed, moving=args.moving,
                                 input_shape=args.input_shape, seed=args.seed, resolution=args.resolution,
                                 fixed_labels=args.fixed_labels, moving_labels=args.moving_labels)
+    if network.note:
+        print(network.note, file=sys.stderr)
     report = run_folder.simulate_to_folder(network.spec, network.weights, pair, out, engine=args.engine,
                                            tag=args.tag, max_memory=max_memory,
                                            net_description=network.description, moving_path=args.moving,

@@ -35,7 +35,10 @@ def check_simulation_format(data: dict[str, Any], where: str | Path, complete: b
     them when `complete`: see `validate_simulation_report`)."""
     if data.get("format") != SIM_FORMAT:
         raise SpikeRegError(f"not a {SIM_FORMAT} file", where)
-    if not isinstance(data.get("version"), int) or data["version"] > SIM_VERSION:
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise SpikeRegError(f"report field 'version' must be a whole number, got {version!r}", where)
+    if version > SIM_VERSION:
         raise SpikeRegError(f"report format version {data.get('version')!r} is newer than this tool reads "
                             f"({SIM_VERSION})", where)
     validate_simulation_report(data, where, complete)

@@ -72,6 +72,10 @@ def _as_3d(shape: tuple[int, ...], p: Path) -> tuple[int, int, int]:
 def _load_array(path: PathLike, dtype: type) -> tuple[np.ndarray, nib.spatialimages.SpatialImage, Path]:
     img, p = _read(path)
     shape3 = _as_3d(tuple(img.shape), p)
+    stored = np.dtype(img.get_data_dtype())
+    if stored.kind not in "biuf":  # complex (nibabel would drop the imaginary part with a warning), RGB, ...
+        name = f"{'/'.join(stored.names)} (several values per voxel)" if stored.names else stored.name
+        raise DataError(f"voxel type {name} is not a real number (one real intensity per voxel expected)", p)
     try:
         data = np.asarray(img.get_fdata(dtype=dtype)).reshape(shape3)
     except (OSError, EOFError, ValueError, zlib.error) as err:

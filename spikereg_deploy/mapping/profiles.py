@@ -9,6 +9,7 @@ file and the field on error, because a silently wrong limit would give a plan th
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -318,6 +319,8 @@ def load_profile(name_or_path: str | Path) -> CoreProfile:
         path = PROFILE_DIR / f"{text}.toml"
     else:
         path = Path(text)
+        if path.suffix == ".toml" or os.sep in text:  # meant as a file: say which one is missing
+            return parse_profile(read_toml(path, "profile"), str(path))
         if not path.is_file():
             raise SpikeRegError(
                 f"unknown profile {text!r}: choose {', '.join(BUILTIN_PROFILES)} or a .toml file"

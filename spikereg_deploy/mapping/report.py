@@ -16,6 +16,7 @@ from ..atomic import write_json
 from ..counting import analog_input_macs, projected_synops
 from ..energy.loihi import OperationCount, active_updates, counts_from_report, format_uj, loihi_energy
 from ..errors import SpikeRegError, read_json_object
+from ..report_schema import validate_mapping_document
 from .tiling import RESOURCE_LABELS, RESOURCES, NetworkTiling
 
 if TYPE_CHECKING:
@@ -220,10 +221,9 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         or doc.get("version") != MAPPING_VERSION
     ):
         raise SpikeRegError(f"not a {MAPPING_FORMAT} v{MAPPING_VERSION} file", path)
-    if doc.get("block_columns") != list(BLOCK_COLUMNS) or any(
-        len(r) != len(BLOCK_COLUMNS) for r in doc["blocks"]
-    ):
+    if doc.get("block_columns") != list(BLOCK_COLUMNS):
         raise SpikeRegError("mapping block table is malformed", path)
+    validate_mapping_document(doc, path, len(BLOCK_COLUMNS))
     return doc
 
 
