@@ -92,8 +92,10 @@ def plot(rows: list[dict[str, Any]], teachers: dict[tuple[str, str], float], pat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", action="append", default=[], metavar="NAME=CKPT", required=True)
-    parser.add_argument("--variants", nargs="+", required=True, metavar="TEACHER:NEURON:INPUT:T[:ftN]")
+    parser.add_argument("--teacher", action="append", default=[], metavar="NAME=CKPT")
+    parser.add_argument("--variants", nargs="+", default=[], metavar="TEACHER:NEURON:INPUT:T[:ftN]")
+    parser.add_argument("--merge", nargs="*", default=[], metavar="JSON",
+                        help="rows of other runs' frontier files to merge into --json (runs split across processes)")
     parser.add_argument("--models", default="runs/frontier", help="folder of the built variants (cache)")
     parser.add_argument("--pairs", type=int, default=48)
     parser.add_argument("--cross-pairs", type=int, default=16)
@@ -125,6 +127,10 @@ def main() -> None:
     names = {v.name for v in variants}
     rows: list[dict[str, Any]] = [r for r in (json.loads(out.read_text()) if out.exists() else [])
                                   if r["variant"] not in names]
+    for other in args.merge:
+        merged = json.loads(Path(other).read_text())
+        keys = {(r["variant"], r["data"]) for r in merged}
+        rows = [r for r in rows if (r["variant"], r["data"]) not in keys] + merged
     for variant in variants:
         path = build_variant(variant, teachers[variant.teacher], args.models, shape, fine_tune)
         predictor = load_predictor(str(path))
@@ -140,6 +146,7 @@ def main() -> None:
                   f"Loihi {row['loihi_energy_uj']:,.0f} uJ{'  TARGET MET' if row['meets_target'] else ''}",
                   flush=True)
         write_json(out, rows, null_non_finite=True)  # after each variant: a long run keeps what it measured
+    write_json(out, rows, null_non_finite=True)
     teacher_dice.update({(r["teacher"], r["data"]): r["dice_teacher"] for r in rows
                          if (r["teacher"], r["data"]) not in teacher_dice})
     plot(rows, teacher_dice, out.with_suffix(".png"))
