@@ -22,7 +22,8 @@ import torch
 from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.counting import LayerCounts, analog_input_macs, edge_fanout, neuron_updates
 from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, max_abs_row_sum
-from spikereg_deploy.network import NetworkSpec
+from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.network import Edge, NetworkSpec
 from spikereg_deploy.neurons.base import check_lava_tag
 from spikereg_deploy.signals import deferred_signals, descendant_pids, kill_pids
 
@@ -100,7 +101,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 ports[layer.name] = neurons.s_out
                 if layer is spec.readout:  # a network that ends in spikes: record them (and count them)
                     recorder = SpikeRecorder(shape=shape, num_steps=run_steps, out_path=str(work / "output.npy"),
-                                             name=f"{layer.name}->output")
+                                             graded=layer.neuron.payload_bits > 1, name=f"{layer.name}->output")
                     neurons.s_out.connect(recorder.a_in)
         synapses = {}
         recorder_of: dict[str, tuple[str, str]] = {}
@@ -120,7 +121,8 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 padding=dst.padding, output_padding=dst.output_padding, delay=edge.delay, analog=analog,
                 fanout=edge_fanout(spec, geo, edge), num_steps=run_steps,
                 exact_float64=bound * ((1 << edge.payload_bits) - 1) >= FLOAT32_EXACT,
-                record_path=str(work / f"spikes_{edge.src}.npy") if record else "", name=f"{edge.src}->{edge.dst}",
+                record_path=str(work / f"spikes_{edge.src}.npy") if record else "", graded=edge.payload == "graded",
+                name=f"{edge.src}->{edge.dst}",
             )
             ports[edge.src].connect(syn.s_in)
             syn.a_out.connect(sinks[edge.dst])
@@ -132,18 +134,17 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
         if recorder is not None:
             out = spec.readout
             shape = (out.out_channels, *geo[out.name].out_shape)
-            steps_all = np.unpackbits(np.load(work / "output.npy"), axis=1, count=int(np.prod(shape))).astype(bool)
+            steps_all = _recorded_steps(work / "output.npy", shape, out.neuron.payload_bits > 1)
             aligned = steps_all[depth[out.name] - lead: depth[out.name] - lead + spec.time_steps]
             output_spikes = np.moveaxis(aligned.reshape(len(aligned), *shape), 0, -1)
-            emitted[out.name] = aligned.sum(axis=1).astype(np.int64)
+            emitted[out.name] = np.stack([(aligned != 0).sum(axis=1), aligned.sum(axis=1)]).astype(np.int64)
         counts = _gather_counts(spec, geo, {name: d - lead for name, d in depth.items()}, per_edge, emitted)
         spikes = None
         if record_spikes:
             spikes = {}
             for src, _key in recorder_of.items():
                 shape = (spec.channels_of(src), *geo[src].out_shape)
-                packed = np.load(work / f"spikes_{src}.npy")
-                steps_all = np.unpackbits(packed, axis=1, count=int(np.prod(shape))).astype(bool)
+                steps_all = _recorded_steps(work / f"spikes_{src}.npy", shape, spec.layer(src).neuron.payload_bits > 1)
                 aligned = steps_all[depth[src] - lead: depth[src] - lead + spec.time_steps]
                 spikes[src] = [s.reshape(shape) for s in aligned]
     scale = spec.readout_scale / spec.time_steps
@@ -153,7 +154,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
 
 
 def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
-                  progress: bool) -> tuple[float, dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]]:
+                  progress: bool) -> tuple[float, dict[tuple[str, str], tuple[np.ndarray, ...]]]:
     """Run the graph, read the per-step counters, stop the runtime; on Ctrl-C / SIGTERM stop it cleanly, then raise.
 
     Lava forks one worker per process model and talks to them through blocking channels. A signal raised inside
@@ -167,7 +168,7 @@ def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     cfg = Loihi2SimCfg(select_tag=tag)
-    per_edge: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    per_edge: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
     stop_called = False
     with deferred_signals() as deferral:
         try:
@@ -188,7 +189,8 @@ def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
             wall = time.perf_counter() - started
             if deferral.signum is None:
                 per_edge = {key: (np.asarray(s.spike_counts.get(), dtype=np.int64),
-                                  np.asarray(s.synop_counts.get(), dtype=np.int64)) for key, s in synapses.items()}
+                                  np.asarray(s.synop_counts.get(), dtype=np.int64),
+                                  np.asarray(s.payload_counts.get(), dtype=np.int64)) for key, s in synapses.items()}
             stop_called = True
             source.stop()
         except BaseException:
@@ -226,7 +228,8 @@ def _abandon_runtime(source) -> None:
 def _gather_counts(spec: NetworkSpec, geo, depth, per_edge,
                    emitted: dict[str, np.ndarray]) -> dict[str, LayerCounts]:
     """Sum per-step counters over each source's model window: Lava steps depth(src)+1 .. depth(src)+T (`depth`
-    as the run lays it out). `emitted` holds the spikes per step of layers no synapse reads (the output's)."""
+    as the run lays it out). `emitted` holds (events, payload sums) per step of layers no synapse reads (the
+    output's)."""
     t_steps = spec.time_steps
     counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
     for edge in spec.edges():
@@ -234,23 +237,52 @@ def _gather_counts(spec: NetworkSpec, geo, depth, per_edge,
         if edge.payload == "analog":  # T x the real taps, or once per inference with input_mode "bias"
             counts[dst].input_macs += analog_input_macs(spec, geo, edge)
             continue
-        spk, ops = per_edge[(src, dst)]
+        spk, ops, payloads = per_edge[(src, dst)]
         window = slice(depth[src], depth[src] + t_steps)
-        counts[dst].input_spikes += int(spk[window].sum())
-        counts[dst].synops += int(ops[window].sum())
-        per_step = counts[dst].synops_per_step
+        c = counts[dst]
+        c.input_spikes += int(spk[window].sum())
         step_ops = ops[window].tolist()
-        counts[dst].synops_per_step = [a + b for a, b in zip(per_step, step_ops, strict=True)] if per_step \
-            else step_ops
-        emitted.setdefault(src, spk[window])
+        if edge.payload == "graded":  # weight x payload multiply-accumulates, apart from the binary SynOps
+            c.graded_synops += int(ops[window].sum())
+            c.graded_synops_per_step = _added(c.graded_synops_per_step, step_ops)
+        else:
+            c.synops += int(ops[window].sum())
+            c.synops_per_step = _added(c.synops_per_step, step_ops)
+        emitted.setdefault(src, np.stack([spk[window], payloads[window]]))
     for layer in spec.layers[1:]:
         c = counts[layer.name]
         c.neuron_updates = neuron_updates(c.neurons, t_steps)
         if layer.kind == "input":
             continue
-        if not c.synops_per_step:
-            c.synops_per_step = [0] * t_steps
+        c.synops_per_step = c.synops_per_step or [0] * t_steps
+        c.graded_synops_per_step = c.graded_synops_per_step or [0] * t_steps
         if layer.spiking:
-            c.spikes_per_step = emitted[layer.name].tolist()
-            c.spikes = int(emitted[layer.name].sum())
+            c.spikes_per_step = emitted[layer.name][0].tolist()
+            c.spikes = int(emitted[layer.name][0].sum())
+            c.payload_sum = int(emitted[layer.name][1].sum())
     return counts
+
+
+def message_bits(edge: Edge, accepted: int) -> int:
+    """The `num_message_bits` a synapse on `edge` needs (lava-nc's convention: 0 = binary spikes), refused with one
+    line when the synapse takes narrower messages than the source sends (a graded layer feeding a binary-only
+    synapse would silently lose its payloads)."""
+    bits = {"analog": 24, "binary": 0}.get(edge.payload, edge.payload_bits)
+    if bits > accepted:
+        kind = "binary spikes only" if accepted == 0 else f"messages of at most {accepted} bits"
+        raise SpikeRegError(f"layer {edge.src!r} sends {bits}-bit {edge.payload} payloads, but its synapse into "
+                            f"{edge.dst!r} takes {kind}")
+    return bits
+
+
+def _added(series: list[int], step_values: list[int]) -> list[int]:
+    """Per-step counts of one more edge into a layer, added to those of its other edges."""
+    return [a + b for a, b in zip(series, step_values, strict=True)] if series else step_values
+
+
+def _recorded_steps(path: Path, shape: tuple[int, ...], graded: bool) -> np.ndarray:
+    """A recording (`models._recorded` per step) as (steps, values): bool spikes, or int64 graded payloads."""
+    stored = np.load(path)
+    if graded:
+        return stored.astype(np.int64)
+    return np.unpackbits(stored, axis=1, count=int(np.prod(shape))).astype(bool)

@@ -115,12 +115,17 @@ class StockRun:
         return readout_equal, spikes_equal
 
 
+#: lava-nc 0.10's Sparse / Dense ports are 24 bits wide: a graded message of up to 24 bits fits.
+STOCK_MESSAGE_BITS = 24
+
+
 def run_stock_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarray) -> StockRun:
     """Build the network from lava-nc's stock processes, run it in `Loihi2SimCfg(select_tag='fixed_pt')`.
 
     Graph: io `RingBuffer` source sends the 8-bit payloads (graded, 24-bit messages) for T steps, zeros after; the
     analog edge is a graded `Sparse` with weight_exp=-8 (its bit-accurate model shifts the sum right, as our `>> 8`);
-    spiking edges are binary `Sparse`, skips `DelaySparse` with the edge's axonal delay; neurons are flat `LIF`s;
+    spiking edges are binary `Sparse` (graded ones, from CUBA-MT, take the payload: `num_message_bits` = its bits),
+    skips `DelaySparse` with the edge's axonal delay; neurons are each model's own Lava process (`LIF` for CUBA);
     the readout `Sparse` feeds an io `RingBuffer` sink of T slots, which holds exactly the readout's window at the end.
     For checking only, each LIF also feeds a `ReadoutAccumulator` that writes per-neuron spike counts over the
     layer's model window to a file (Var.get would take minutes). Stock processes count no SynOps.
@@ -131,7 +136,7 @@ def run_stock_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.sparse.process import DelaySparse, Sparse
 
-    from .lava_builder import load_lava_processes
+    from .lava_builder import load_lava_processes, message_bits
     from .lava_models.processes import ReadoutAccumulator
 
     load_lava_processes()  # the project's own neuron processes (e.g. CUBA-SR) register with their models
@@ -173,7 +178,8 @@ def run_stock_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.
             matrix = conv_matrix(dst, net.edge_weights[(edge.src, edge.dst)], src_shape, dst_shape)
             nnz += matrix.nnz
             analog = spec.layer(edge.src).kind == "input"
-            kwargs: dict[str, Any] = {"num_message_bits": 24 if analog else 0, "name": f"{edge.src}->{edge.dst}"}
+            kwargs: dict[str, Any] = {"num_message_bits": message_bits(edge, STOCK_MESSAGE_BITS),
+                                      "name": f"{edge.src}->{edge.dst}"}
             if analog:
                 kwargs["weight_exp"] = -fx.INPUT_SHIFT
             if edge.delay:

@@ -3,6 +3,9 @@
 - A SynOp is one synapse reached by one binary spike. The SynOps of a step are the arriving spikes times the exact
   fan-out of each: per presynaptic position (every channel at a position reaches the same number of synapses, so
   spikes are summed over channels first) times `connectivity.fanout_map`, summed.
+- A graded spike (a nonzero payload of a multi-threshold neuron) is one event, counted like a spike, but each
+  synapse it reaches multiplies the weight by the payload: its synaptic events are `graded_synops`, apart from the
+  SynOps, and each layer records the payload sum it emitted (`events`: which outputs are events).
 - The analog input is multiplied, not added: each real tap costs one multiply-accumulate per step, and a tap whose
   input lies in the padding has no synapse, so it costs nothing (a dense framework would multiply the zero).
   With input_mode "bias" the sum is computed once per inference (`analog_input_macs`), then held as a bias.
@@ -38,6 +41,12 @@ class LayerCounts:
     neuron_updates: int = 0
     spikes_per_step: list[int] = field(default_factory=list)
     synops_per_step: list[int] = field(default_factory=list)
+    #: Graded events arriving (from multi-threshold layers) x the synapses each reaches: one multiply-accumulate
+    #: each (weight x payload), never priced as a SynOp's add. `synops` counts binary spikes only.
+    graded_synops: int = 0
+    graded_synops_per_step: list[int] = field(default_factory=list)
+    #: Sum of the payloads this layer emitted (= `spikes` for binary neurons, whose payload is 1).
+    payload_sum: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -46,6 +55,11 @@ class LayerCounts:
 def edge_fanout(spec: NetworkSpec, geo: Mapping[str, LayerGeometry], edge: Edge) -> np.ndarray:
     """Synapses each source position of a spiking edge reaches, per source channel (int64, the source's shape)."""
     return fanout_map(spec.layer(edge.dst), geo[edge.src].out_shape, geo[edge.dst].out_shape)
+
+
+def events(outputs: Any) -> Any:
+    """Which outputs of a step are events: binary spikes as they are, graded payloads where nonzero."""
+    return outputs if outputs.dtype == bool or str(outputs.dtype) == "torch.bool" else outputs != 0
 
 
 def step_synops(spikes_per_position: Any, fanout: Any) -> int:

@@ -20,6 +20,7 @@ from .counting import (
     analog_input_macs,
     analog_macs_per_step,
     edge_fanout,
+    events,
     neuron_updates,
     step_synops,
 )
@@ -36,7 +37,8 @@ class IntegerRun:
     counts: dict[str, LayerCounts]
     time_steps: int
     spikes: dict[str, list[np.ndarray]] | None = None  # per layer, per step, bool (C, D, H, W), if recorded
-    output_spikes: np.ndarray | None = None  # without a readout: the last layer's spikes, bool (C, D, H, W, T)
+    output_spikes: np.ndarray | None = None  # without a readout: the last layer's spikes (C, D, H, W, T), bool
+    # (graded layers: int64 payloads)
 
 
 def check_run_input(spec: NetworkSpec, image: np.ndarray) -> None:
@@ -119,7 +121,8 @@ class IntegerNetwork:
                 continue
             axis = layer.weight_channel_axes[0]
             weight = np.concatenate([self.edge_weights[(e.src, e.dst)] for e in edges], axis=axis)
-            if max_abs_row_sum(weight, layer) < FLOAT32_EXACT:
+            payload_max = max((1 << e.payload_bits) - 1 for e in edges)  # graded sources send up to this
+            if max_abs_row_sum(weight, layer) * payload_max < FLOAT32_EXACT:
                 merged[layer.name] = (torch.as_tensor(weight).to(torch.float32), torch.float32)
         return merged
 
@@ -174,7 +177,7 @@ class IntegerNetwork:
             for layer in spec.layers[1:]:
                 c = counts[layer.name]
                 parts: list[torch.Tensor] = []
-                layer_synops = 0
+                layer_synops = layer_graded = 0
                 for edge in spec.edges_into(layer.name):
                     key = (edge.src, edge.dst)
                     src_out = outputs[edge.src]
@@ -189,7 +192,10 @@ class IntegerNetwork:
                         c.input_macs += analog_macs_per_step(spec, geo, edge)  # every real tap, every step
                         continue
                     c.input_spikes += emitted[edge.src]
-                    layer_synops += step_synops(per_voxel[edge.src], fanouts[key])
+                    if edge.payload == "graded":
+                        layer_graded += step_synops(per_voxel[edge.src], fanouts[key])
+                    else:
+                        layer_synops += step_synops(per_voxel[edge.src], fanouts[key])
                     if layer.name not in merged:
                         parts.append(synaptic_sum(layer, src_out, torch_w[key], dtypes[key]))
                 if layer.name in merged:  # one conv over the concatenated spikes, as the ANN does
@@ -199,6 +205,8 @@ class IntegerNetwork:
                 a_in = parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
                 c.synops += layer_synops
                 c.synops_per_step.append(layer_synops)
+                c.graded_synops += layer_graded
+                c.graded_synops_per_step.append(layer_graded)
                 if layer.kind == "readout":
                     readout_sum += a_in
                     continue
@@ -207,9 +215,10 @@ class IntegerNetwork:
                     state[layer.name], spikes = layer.neuron.step_biased(state[layer.name], a_in, bias[layer.name])
                 else:
                     state[layer.name], spikes = layer.neuron.step(state[layer.name], a_in)
-                per_voxel[layer.name] = spikes.sum(dim=0, dtype=torch.int32)
+                per_voxel[layer.name] = events(spikes).sum(dim=0, dtype=torch.int32)
                 n_spk = emitted[layer.name] = int(per_voxel[layer.name].sum(dtype=torch.int64))
                 c.spikes += n_spk
+                c.payload_sum += int(spikes.sum(dtype=torch.int64))
                 c.spikes_per_step.append(n_spk)
                 outputs[layer.name] = spikes
                 if recorded is not None:
@@ -222,7 +231,7 @@ class IntegerNetwork:
         for c in counts.values():
             c.neuron_updates = neuron_updates(c.neurons, spec.time_steps)
         if not spec.has_readout:
-            return IntegerRun(None, None, counts, spec.time_steps, recorded, np.stack(output, axis=-1).astype(bool))
+            return IntegerRun(None, None, counts, spec.time_steps, recorded, np.stack(output, axis=-1))
         displacement = readout_sum.numpy().astype(np.float64) * (spec.readout_scale / spec.time_steps)
         return IntegerRun(displacement, readout_sum.numpy(), counts, spec.time_steps, recorded)
 

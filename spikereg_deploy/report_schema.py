@@ -18,7 +18,10 @@ __all__ = ["LAYER_COUNTS", "TOTAL_COUNTS", "validate_mapping_document", "validat
 # Per layer: event and size counts (integers >= 0) and the per-step series (lists of them).
 LAYER_COUNTS = ("neurons", "spikes", "input_spikes", "synops", "input_macs", "neuron_updates", "fan_in",
                 "ann_macs_per_step")
-LAYER_SERIES = ("spikes_per_step", "synops_per_step")
+LAYER_SERIES = ("spikes_per_step", "synops_per_step", "graded_synops_per_step")
+#: Counts of graded events (multi-threshold neurons), checked where present: reports written before graded
+#: neurons existed have none, which means zero.
+OPTIONAL_LAYER_COUNTS = ("graded_synops", "payload_sum")
 TOTAL_COUNTS = ("spiking_neurons", "spikes", "synops", "input_macs", "neuron_updates")
 TOTAL_RATES = ("spike_rate", "mean_layer_spike_rate")
 
@@ -89,8 +92,8 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
     for i, row in enumerate(layers):
         if not isinstance(row.get("name"), str):
             raise _fail(f"layers[{i}].name", f"must be a layer name, got {row.get('name')!r}", where)
-        counts = {key: _count(row, key, f"layers[{i}].{key}", where) for key in LAYER_COUNTS
-                  if complete or key in row or key == "neurons"}
+        counts = {key: _count(row, key, f"layers[{i}].{key}", where) for key in LAYER_COUNTS + OPTIONAL_LAYER_COUNTS
+                  if (complete and key in LAYER_COUNTS) or key in row or key == "neurons"}
         if counts["neurons"] == 0:
             raise _fail(f"layers[{i}].neurons", "must be at least 1", where)
         if counts.get("spikes", 0) > counts["neurons"] * t:
@@ -113,8 +116,8 @@ def validate_simulation_report(data: dict[str, Any], where: str | Path, complete
         raise _fail("totals", "is missing (every spikereg-simulate report has totals)", where)
     if not isinstance(totals, dict):
         raise _fail("totals", f"must be an object, got {totals!r}", where)
-    for key in TOTAL_COUNTS:
-        if complete or key in totals:
+    for key in (*TOTAL_COUNTS, "graded_synops"):
+        if (complete and key in TOTAL_COUNTS) or key in totals:
             _count(totals, key, f"totals.{key}", where)
     for key in TOTAL_RATES:
         if key in totals:

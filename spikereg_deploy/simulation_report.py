@@ -20,11 +20,16 @@ BIAS_INPUT_MACS_UNIT = ("multiply-accumulates of the analog input's first-layer 
 
 UNITS = {
     "neurons": "count (from the network description)",
-    "spikes": "spikes emitted over the T model steps (measured)",
+    "spikes": "spikes (events: binary spikes, or graded spikes with a nonzero payload) emitted over the T model steps "
+              "(measured)",
     "spike_rate": "spikes per neuron per time step (measured)",
     "input_spikes": "spikes arriving at the layer's synapses over T steps (measured)",
     "synops": "synaptic events: each arriving spike x the synapses it actually reaches, over T steps (measured)",
     "input_macs": "multiply-accumulates of the analog (non-spiking) input layer over T steps (measured, dense)",
+    "graded_synops": "graded synaptic events: each arriving graded spike (nonzero payload) x the synapses it reaches, "
+                     "over T steps; a weight x payload multiply-accumulate each (measured)",
+    "payload_bits": "bits of the payload this layer's neurons send (1: binary spikes; from the network description)",
+    "payload_sum": "sum of the payloads this layer sent over T steps (= spikes for binary neurons; measured)",
     "neuron_updates": "compartment updates over T steps: neurons x T (measured)",
     "input_mode": "how the analog input reaches the first layer: analog (a synapse every step) or bias (once)",
     "wall_time_s": "seconds (measured)",
@@ -53,6 +58,9 @@ def build_simulation_report(spec: NetworkSpec, counts: Mapping[str, LayerCounts]
             "neuron_updates": c.neuron_updates, "fan_in": geo[layer.name].fan_in,
             "ann_macs_per_step": geo[layer.name].macs,
             "spikes_per_step": c.spikes_per_step, "synops_per_step": c.synops_per_step,
+            "graded_synops": c.graded_synops, "graded_synops_per_step": c.graded_synops_per_step,
+            "payload_bits": layer.neuron.payload_bits if layer.neuron is not None else None,
+            "payload_sum": c.payload_sum if layer.spiking else 0,
         })
     spiking = [row for row in layers if row["spiking"]]
     total_neurons = sum(row["neurons"] for row in spiking)
@@ -63,6 +71,7 @@ def build_simulation_report(spec: NetworkSpec, counts: Mapping[str, LayerCounts]
         "spike_rate": total_spikes / (total_neurons * t) if total_neurons else 0.0,
         "mean_layer_spike_rate": float(np.mean([row["spike_rate"] for row in spiking])) if spiking else 0.0,
         "synops": sum(row["synops"] for row in layers),
+        "graded_synops": sum(row["graded_synops"] for row in layers),
         "input_macs": sum(row["input_macs"] for row in layers),
         "neuron_updates": sum(row["neuron_updates"] for row in layers),
     }

@@ -48,6 +48,10 @@ class UNetConfig:
     #: trainable clip per layer, `spikereg_deploy.training.qcfs`). A converted SNN keeps its teacher's values.
     activation: str = "relu"
     activation_levels: int = 0
+    #: Graded (multi-threshold, CUBA-MT) neurons only: payload width in bits and the largest payload sent per step
+    #: (0: conversion picks the teacher's QCFS levels, or 2^payload_bits - 1).
+    payload_bits: int = 4
+    max_payload: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoder", tuple(int(c) for c in self.encoder))
@@ -87,6 +91,9 @@ class UNetConfig:
             raise SpikeRegError(f"half_threshold_start must be true or false, got {self.half_threshold_start!r}")
         if self.half_threshold_start and "half_threshold_start" not in model.hyperparameters:
             raise SpikeRegError(f"half_threshold_start needs a neuron model that has it, not {self.neuron_model}")
+        if (self.payload_bits, self.max_payload) != (4, 0) and "payload_bits" not in model.hyperparameters:
+            raise SpikeRegError(f"payload_bits and max_payload are for graded neurons (CUBA-MT), not "
+                                f"{self.neuron_model}")
         try:
             self.neuron_for("")  # the model's own checks, e.g. CUBA-SR's half start needs vDecay 0
         except NeuronParamError as err:

@@ -74,7 +74,7 @@ def test_rate_weighting_differs_when_layers_differ():
     class Row:
         def __init__(self, macs, rin, rout):
             self.ann_macs, self.input_rate, self.output_rate = macs, rin, rout
-            self.synops_measured, self.analog_macs = 0, 0
+            self.synops_measured, self.graded_synops_measured, self.analog_macs = 0, 0, 0
     rows = [Row(1000, None, 0.5), Row(100, 0.5, 0.1), Row(10_000, 0.1, 0.2)]
     rows[1].synops_measured, rows[2].synops_measured = 10, 10
     v = {x["name"]: x for x in ratio_variants(rows, 4)}

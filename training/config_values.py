@@ -81,6 +81,7 @@ MODEL_VALUES: dict[str, Check] = {
     "up_kernel": _integer(1), "readout_kernel": _integer(1), "threshold": _number(0, low_open=True),
     "current_decay": _number(0, 1), "voltage_decay": _number(0, 1), "readout_gain": _number(0, low_open=True),
     "thresholds": _thresholds, "neuron_model": _text, "half_threshold_start": _boolean,
+    "payload_bits": _integer(1), "max_payload": _integer(0),
 }
 
 

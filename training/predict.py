@@ -59,7 +59,7 @@ class SnnPredictor:
             out = self.model(_image(fixed, moving))
         geo = self.spec.geometry(fixed.shape)
         self.tally.record(self.spec, fixed.shape,
-                          counts_from_spikes(self.spec, geo, {n: s[0] > 0 for n, s in out.spikes.items()}))
+                          counts_from_spikes(self.spec, geo, {n: s[0] for n, s in out.spikes.items()}))
         return out.displacement[0].double().numpy()
 
 

@@ -54,7 +54,7 @@ def pair_batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tens
 
 #: `[model]` keys a conversion may set for the SNN (its neurons, T, input); the architecture is the teacher's.
 SNN_MODEL_KEYS = ("neuron_model", "current_decay", "voltage_decay", "half_threshold_start", "input_mode",
-                  "threshold", "time_steps")
+                  "threshold", "time_steps", "payload_bits", "max_payload")
 
 
 def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> AnnUNet | SpikingUNet:

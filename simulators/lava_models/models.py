@@ -34,6 +34,13 @@ from spikereg_deploy.simulators.lava_models.processes import (
 )
 
 
+def _recorded(values: np.ndarray, graded: bool) -> np.ndarray:
+    """One step's outputs as stored: spikes bit-packed, graded payloads (at most 8 bits) as uint8."""
+    if graded:
+        return np.rint(values).astype(np.uint8).ravel()
+    return np.packbits(values != 0)
+
+
 def _save_npy(path: str, array: np.ndarray) -> None:
     tmp = f"{path}.tmp.npy"
     np.save(tmp, array)
@@ -69,6 +76,7 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
 
     spike_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
     synop_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    payload_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
     integer = True
 
     def __init__(self, proc_params) -> None:
@@ -112,12 +120,13 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
         s_in = self.s_in.recv()
         t = self.time_step - 1
         if not self.analog and t < self.spike_counts.shape[0]:
-            spikes = s_in != 0
+            spikes = s_in != 0  # events: spikes, or graded spikes with a nonzero payload
             self.spike_counts[t] = int(spikes.sum())
+            self.payload_counts[t] = int(np.rint(s_in).astype(np.int64).sum())
             per_position = spikes.sum(axis=0)
             self.synop_counts[t] = step_synops(torch.as_tensor(per_position), self.fanout)
             if self.record_path:
-                self.recorded.append(np.packbits(spikes))
+                self.recorded.append(_recorded(s_in, self.proc_params["graded"]))
                 if t + 1 == self.spike_counts.shape[0]:
                     _save_npy(self.record_path, np.stack(self.recorded))
         self.pending.append(self._synapse_output(s_in))
@@ -204,8 +213,7 @@ class _AbstractSpikeRecorderModel(PyLoihiProcessModel):
         self.recorded: list[np.ndarray] = []
 
     def run_spk(self) -> None:
-        spikes = self.a_in.recv() != 0
-        self.recorded.append(np.packbits(spikes))
+        self.recorded.append(_recorded(self.a_in.recv(), self.proc_params["graded"]))
         if len(self.recorded) == self.proc_params["num_steps"]:
             _save_npy(self.proc_params["out_path"], np.stack(self.recorded))
 

@@ -29,22 +29,25 @@ class AnalogSource(AbstractProcess):
 class Conv3dSynapse(AbstractProcess):
     """A 3-D conv or transposed-conv synapse with an axonal delay, counting the events it handles per step.
 
-    `spike_counts[t-1]` / `synop_counts[t-1]`: spikes received at step t and the synapses they reach (exact fan-out,
-    border- and stride-aware). For the analog input edge no spikes exist; the counters stay 0 and the layer's cost is
-    MACs (accounted by the builder).
+    `spike_counts[t-1]` / `synop_counts[t-1]` / `payload_counts[t-1]`: events received at step t (spikes, or graded
+    spikes with a nonzero payload), the synapses they reach (exact fan-out, border- and stride-aware) and the sum of
+    their payloads. Recorded inputs are bit-packed spikes, or the payloads themselves (uint8) when `graded`. For
+    the analog input edge no spikes exist; the counters stay 0 and the layer's cost is MACs (accounted by the
+    builder).
     """
 
     def __init__(self, *, in_shape: tuple[int, ...], out_shape: tuple[int, ...], weight: np.ndarray, kind: str,
                  stride: tuple[int, int, int], padding: tuple[int, int, int], output_padding: tuple[int, int, int],
                  delay: int, analog: bool, fanout: np.ndarray, num_steps: int, exact_float64: bool,
-                 record_path: str = "", **kwargs: Any) -> None:
+                 record_path: str = "", graded: bool = False, **kwargs: Any) -> None:
         super().__init__(weight=weight, kind=kind, stride=stride, padding=padding, output_padding=output_padding,
                          delay=delay, analog=analog, fanout=fanout, exact_float64=exact_float64,
-                         record_path=record_path, num_steps=num_steps, **kwargs)
+                         record_path=record_path, num_steps=num_steps, graded=graded, **kwargs)
         self.s_in = InPort(shape=in_shape)
         self.a_out = OutPort(shape=out_shape)
         self.spike_counts = Var(shape=(num_steps,), init=0)
         self.synop_counts = Var(shape=(num_steps,), init=0)
+        self.payload_counts = Var(shape=(num_steps,), init=0)
 
 
 class ReadoutAccumulator(AbstractProcess):
@@ -70,9 +73,11 @@ class SpikeSource(AbstractProcess):
 
 
 class SpikeRecorder(AbstractProcess):
-    """Records the spikes it receives at every step and writes them, bit-packed per step, to `out_path` (an .npy
-    of shape (num_steps, bytes)) at the last step; `Var.get()` would be far slower for large layers."""
+    """Records the spikes it receives at every step and writes them, bit-packed per step (graded: the uint8
+    payloads), to `out_path` (an .npy of shape (num_steps, values)) at the last step; `Var.get()` would be far
+    slower for large layers."""
 
-    def __init__(self, *, shape: tuple[int, ...], num_steps: int, out_path: str, **kwargs: Any) -> None:
-        super().__init__(shape=shape, num_steps=num_steps, out_path=out_path, **kwargs)
+    def __init__(self, *, shape: tuple[int, ...], num_steps: int, out_path: str, graded: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(shape=shape, num_steps=num_steps, out_path=out_path, graded=graded, **kwargs)
         self.a_in = InPort(shape=shape)

@@ -1,11 +1,14 @@
-"""The soft-reset CUBA neuron (`CUBA-SR`) as a Lava process with fixed_pt and floating_pt CPU models.
+"""The soft-reset CUBA neurons (`CUBA-SR`, and `CUBA-MT`, its multi-threshold graded form) as one Lava process
+with fixed_pt and floating_pt CPU models.
 
 lava-nc 0.10 has no reset-by-subtraction neuron (docs/hardware-facts.md, "Soft-reset neurons"), so this is the
 project's own, with lava-nc LIF's ports (`a_in` int32 of precision 24, `s_out`) and state Vars (`u`, `v`), so the
 builder wires it like any LIF. The fixed_pt model runs `SoftResetNeuron.step` from the neuron registry (the one
 definition of the integers); floating_pt runs the same dynamics in float (weight units: a_in / 64, states / 2^12),
-without the 24-bit wrap and saturation, as lava-nc's float LIF. Lava executes every file of this folder while it
-looks for process models, so this file holds only the process, its models and their registration.
+without the 24-bit wrap and saturation, as lava-nc's float LIF. A CUBA-MT process sends its payload k (the levels
+crossed) on `s_out`, which the synapse models multiply by their weights (lava-nc's `num_message_bits > 0`). Lava
+executes every file of this folder while it looks for process models, so this file holds only the process, its
+models and their registration.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from spikereg_deploy.neurons import SoftResetNeuron, register_lava_process
+from spikereg_deploy.neurons import MultiThresholdNeuron, SoftResetNeuron, neuron_model, register_lava_process
 from spikereg_deploy.quantization import DECAY_UNITY, WEIGHT_SCALE
 
 
@@ -33,7 +36,7 @@ class SoftResetLIF(AbstractProcess):
 
     def __init__(self, *, shape: tuple[int, ...], neuron: dict[str, Any], v_init: float, bias: Any = 0,
                  **kwargs: Any) -> None:
-        SoftResetNeuron.from_netx_fields(neuron, "SoftResetLIF")  # refuse bad parameters before Lava compiles
+        _model(neuron)  # refuse bad parameters before Lava compiles
         super().__init__(shape=shape, neuron=dict(neuron), **kwargs)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
@@ -56,7 +59,7 @@ class PySoftResetLIFFixed(PyLoihiProcessModel):
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
-        self.neuron = SoftResetNeuron.from_netx_fields(proc_params["neuron"], "SoftResetLIF")
+        self.neuron = _model(proc_params["neuron"])
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv().astype(np.int64)
@@ -82,21 +85,29 @@ class PySoftResetLIFFloat(PyLoihiProcessModel):
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
-        neuron = SoftResetNeuron.from_netx_fields(proc_params["neuron"], "SoftResetLIF")
+        neuron = _model(proc_params["neuron"])
         self.keep_u = 1.0 - neuron.i_decay / DECAY_UNITY
         self.keep_v = 1.0 - neuron.v_decay / DECAY_UNITY
         self.theta = neuron.vth_mant / WEIGHT_SCALE
+        self.levels = getattr(neuron, "max_payload", 1)
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()
         self.u[:] = self.u * self.keep_u + a_in
         self.v[:] = self.v * self.keep_v + self.u + self.bias
-        spikes = self.v > self.theta
-        self.v[spikes] -= self.theta
-        self.s_out.send(spikes.astype(float))
+        payload = np.clip(np.ceil(self.v / self.theta) - 1, 0, self.levels)  # levels strictly crossed
+        self.v[:] -= payload * self.theta
+        self.s_out.send(payload.astype(float))
+
+
+def _model(fields: dict[str, Any]) -> SoftResetNeuron:
+    """The registry's model of these NetX fields (CUBA-SR or CUBA-MT), its parameters checked."""
+    model = neuron_model(fields.get("type", SoftResetNeuron.netx_type))
+    return model.from_netx_fields(fields, "SoftResetLIF")  # type: ignore[return-value]
 
 
 # Lava also executes this file as a top-level module `soft_reset` while it scans the folder; only the package's own
 # class (the one the builder's import defines) is the neuron model's process.
 if __name__.startswith("spikereg_deploy."):
     register_lava_process(SoftResetNeuron.netx_type, SoftResetLIF)
+    register_lava_process(MultiThresholdNeuron.netx_type, SoftResetLIF)

@@ -16,8 +16,8 @@ from .loihi import EnergyTable
 from .report import build_energy_report, summary_fields
 
 #: The fields, in the order every report prints them.
-ENERGY_FIELDS = ("spike_rate", "synops_measured", "analog_macs", "ann_macs", "ratio_measured_45nm",
-                 "loihi_energy_uj")
+ENERGY_FIELDS = ("spike_rate", "synops_measured", "graded_synops", "analog_macs", "ann_macs", "ratio_measured_45nm",
+                 "ratio_fp32_graded_bound_45nm", "event_cost_model", "loihi_energy_uj")
 
 UNITS = {
     "spike_rate": "spikes per spiking neuron per time step, over all pairs (measured)",
@@ -25,8 +25,15 @@ UNITS = {
     "analog_macs": "multiply-accumulates per inference of the analog input, real taps; T times, or once with input "
                    "as bias (measured)",
     "ann_macs": "multiply-accumulates per inference of the dense ANN (exact, from the network description)",
+    "graded_synops": "graded synaptic events per inference, graded spikes x exact fan-out (a weight x payload "
+                     "multiply-accumulate each), mean over pairs (measured)",
     "ratio_measured_45nm": "E_ANN / E_SNN per inference, 45 nm proxy (Horowitz, ISSCC 2014: MAC 4.6 pJ, add "
-                           "0.9 pJ) on measured counts: ANN MACs x E_MAC / (SynOps x E_AC + analog MACs x E_MAC)",
+                           "0.9 pJ) on measured counts: ANN MACs x E_MAC / (SynOps x E_AC + graded events x E_graded "
+                           "+ analog MACs x E_MAC), graded events under `event_cost_model`",
+    "ratio_fp32_graded_bound_45nm": "the same ratio with every graded event priced as a 32-bit float MAC (4.6 pJ): "
+                                    "the bound below which the graded events cannot push it",
+    "event_cost_model": "how ratio_measured_45nm prices a graded event: int8_mac = 8-bit integer multiply (0.2 pJ) + "
+                        "the SynOp's add (0.9 pJ), Horowitz 2014",
     "loihi_energy_uj": "uJ per inference (projected from measured counts x per-op energies of the profile; no "
                        "mapping: one packet per spike, hops not costed)",
 }
@@ -37,7 +44,7 @@ def energy_at_accuracy(tally: SpikeTally, spec: NetworkSpec, profile: EnergyTabl
     if not tally.inferences:
         raise ValueError("no prediction recorded: nothing to price")
     rows = []
-    ann_pj = snn_pj = 0.0
+    ann_pj = snn_pj = snn_fp32_pj = 0.0
     for shape, counts in tally.inferences:
         report = build_simulation_report(spec, counts, shape, spec.time_steps, spec.time_steps, engine, "fixed_pt",
                                          0.0, None)
@@ -45,20 +52,28 @@ def energy_at_accuracy(tally: SpikeTally, spec: NetworkSpec, profile: EnergyTabl
         rows.append(summary_fields(energy))
         ann_pj += energy["proxy_45nm"]["ann_energy_pJ"]
         snn_pj += energy["proxy_45nm"]["snn_energy_pJ"]
+        snn_fp32_pj += energy["proxy_45nm"]["graded_event_cost_models"]["fp32_mac"]["snn_energy_pJ"]
     n = len(rows)
-    mean = {key: sum(r[key] for r in rows) / n for key in ("synops_measured", "analog_macs", "loihi_energy_uj")}
+    mean = {key: sum(r[key] for r in rows) / n
+            for key in ("synops_measured", "graded_synops", "analog_macs", "loihi_energy_uj")}
     mean["ann_macs"] = sum(r["ann_macs"] for r in rows) // n  # one size per source: the same integer every pair
     return {"spike_rate": tally.rate(), **mean, "ratio_measured_45nm": ann_pj / snn_pj if snn_pj else None,
+            "ratio_fp32_graded_bound_45nm": ann_pj / snn_fp32_pj if snn_fp32_pj else None,
+            "event_cost_model": rows[0]["event_cost_model"],
             "inferences": n, "counted_by": engine, "profile": profile.name, "units": UNITS}
 
 
 def describe(fields: dict[str, Any]) -> list[str]:
     """Lines for a console: each number with its unit and how it was obtained."""
     ratio = fields["ratio_measured_45nm"]
-    return [
+    lines = [
         f"  spike rate {100 * fields['spike_rate']:.2f} % (measured), {fields['synops_measured']:,.0f} SynOps + "
-        f"{fields['analog_macs']:,.0f} input MACs per inference (measured) vs {fields['ann_macs']:,.0f} ANN MACs "
-        "(exact)",
+        f"{fields.get('graded_synops', 0):,.0f} graded events + {fields['analog_macs']:,.0f} input MACs per "
+        f"inference (measured) vs {fields['ann_macs']:,.0f} ANN MACs (exact)",
         f"  energy ratio ANN/SNN {ratio:.2f}x (measured counts, 45 nm proxy); Loihi "
         f"{fields['loihi_energy_uj']:,.1f} uJ per inference (projected, profile {fields['profile']}, no mapping)",
     ]
+    if fields.get("graded_synops"):
+        lines.append(f"  graded events priced as {fields['event_cost_model']} (45 nm integer MAC); as fp32 MACs, the "
+                     f"upper bound, the ratio is {fields['ratio_fp32_graded_bound_45nm']:.2f}x")
+    return lines

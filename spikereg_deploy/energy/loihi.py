@@ -5,6 +5,9 @@ cost model `loihi_per_op`: counts x the profile's per-operation energies (pJ), t
 
 - synaptic ops: every binary SynOp (spike x exact fan-out) and every graded input op (analog input value x exact
   fan-out, a graded spike on Loihi 2) at `synaptic_op_pj`;
+- graded synaptic ops: every graded spike of a multi-threshold layer x exact fan-out (weight x payload) at
+  `graded_synaptic_op_pj`, which the profile gives with its source (Loihi 2's is unpublished: the profile says
+  what it assumes); a profile without it (Loihi 1 sends binary spikes only) leaves them listed as not costed;
 - neuron updates: every compartment update; it is *active* (`neuron_update_active_pj`) when the compartment
   spikes, and for the non-spiking readout always (it integrates its input every step and the host reads its
   state), otherwise inactive (`neuron_update_inactive_pj`);
@@ -34,6 +37,7 @@ LABEL = "projected: per-op energies x counts (each count says whether it was mea
 #: (energy term, profile energy key): the order the terms are priced and printed in.
 TERMS: tuple[tuple[str, str], ...] = (
     ("synaptic_ops", "synaptic_op_pj"),
+    ("graded_synaptic_ops", "graded_synaptic_op_pj"),
     ("neuron_updates_active", "neuron_update_active_pj"),
     ("neuron_updates_inactive", "neuron_update_inactive_pj"),
     ("spikes_within_tile", "spike_within_tile_pj"),
@@ -79,10 +83,11 @@ def counts_from_report(report: dict[str, Any], spec: NetworkSpec) -> dict[str, O
     """Measured counts of a `spikereg-simulate` report; packets are spikes (one destination core each)."""
     t = int(report["time_steps"])
     rows = {row["name"]: row for row in report["layers"]}
-    synops = graded = updates = active = spikes = 0
+    synops = graded = graded_spikes = updates = active = spikes = 0
     for layer in spec.layers[1:]:
         row = rows[layer.name]
         synops += row["synops"]
+        graded_spikes += row.get("graded_synops", 0)  # reports from before graded neurons have none
         if any(spec.layer(src).kind == "input" for src in layer.inputs):
             graded += row["input_macs"]
         updates += row["neuron_updates"]
@@ -96,6 +101,9 @@ def counts_from_report(report: dict[str, Any], spec: NetworkSpec) -> dict[str, O
                                            else "measured: input as bias, the first layer's sum once per inference "
                                            "(host, real taps), priced as graded ops (an upper bound: the chip only "
                                            "holds the bias)"),
+        "graded_synaptic_ops": OperationCount(graded_spikes, "events per inference", f"measured: graded spikes "
+                                              f"(nonzero payloads) x exact fan-out over T={t} steps, a weight x "
+                                              "payload multiply each"),
         "neuron_updates": OperationCount(updates, "compartment updates per inference", f"measured: neurons x T={t}"),
         "active_neuron_updates": OperationCount(active, "compartment updates per inference", "measured: updates in "
                                                 "which the neuron spikes (readout: every update)"),
@@ -115,6 +123,7 @@ def loihi_energy(counts: dict[str, OperationCount], profile: EnergyTable, time_s
     synaptic = value["synaptic_ops"] + value["input_graded_ops"]
     term_counts: dict[str, float | None] = {
         "synaptic_ops": synaptic,
+        "graded_synaptic_ops": value.get("graded_synaptic_ops", 0.0),
         "neuron_updates_active": value["active_neuron_updates"],
         "neuron_updates_inactive": max(value["neuron_updates"] - value["active_neuron_updates"], 0.0),
         "spikes_within_tile": value["spike_packets"],
@@ -128,6 +137,8 @@ def loihi_energy(counts: dict[str, OperationCount], profile: EnergyTable, time_s
         count = term_counts[name]
         if count is None:
             missing.append(f"{name} (no mapping given)")
+        elif name == "graded_synaptic_ops" and not count:
+            continue  # nothing graded to price: a binary network needs no graded term (nor the profile's key)
         elif key not in profile.energy_pj:
             missing.append(f"{name} ({key} not in profile {profile.name})")
         else:

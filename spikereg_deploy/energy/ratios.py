@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SpikeRegError
-from .table import E_AC_45NM, E_MAC_45NM, Constant, LayerEnergyRow
+from .table import DEFAULT_GRADED_COST, E_AC_45NM, E_MAC_45NM, GRADED_EVENT_COSTS, Constant, LayerEnergyRow
 
 PAPER_RATIO = 55.5
 PAPER_RATE = 0.128
@@ -26,7 +26,10 @@ def ratio_variants(rows: list[LayerEnergyRow], time_steps: int, e_mac: Constant 
     weighted_rate = sum(r.input_rate * r.ann_macs for r in driven) / driven_macs
     all_macs = sum(r.ann_macs for r in rows)
     synops = sum(r.synops_measured for r in rows)
+    graded = sum(r.graded_synops_measured for r in rows)
+    e_graded = GRADED_EVENT_COSTS[DEFAULT_GRADED_COST].value
     analog = sum(r.analog_macs for r in rows)
+    events = synops * e_ac.value + graded * e_graded  # what the counted synaptic events cost
     k = e_mac.value / e_ac.value
     variants = [
         {
@@ -46,17 +49,18 @@ def ratio_variants(rows: list[LayerEnergyRow], time_steps: int, e_mac: Constant 
         {
             "name": "measured_synops",
             "how": "measured",
-            "formula": "MACs_all x E_MAC / (SynOps_measured x E_AC + analog-input MACs x E_MAC)",
+            "formula": "MACs_all x E_MAC / (SynOps_measured x E_AC + graded events x E_graded + analog-input MACs "
+                       f"x E_MAC), E_graded = {DEFAULT_GRADED_COST}",
             "T": time_steps, "rate": None, "weighting": "none: counted events",
-            "ratio": all_macs * e_mac.value / (synops * e_ac.value + analog * e_mac.value),
+            "ratio": all_macs * e_mac.value / (events + analog * e_mac.value),
         },
         {
             "name": "measured_synops_spiking_layers_only",
             "how": "measured",
-            "formula": "MACs of spike-driven layers x E_MAC / (SynOps_measured x E_AC) (analog first layer left out, "
-                       "as rate proxies implicitly do)",
+            "formula": "MACs of spike-driven layers x E_MAC / (SynOps_measured x E_AC + graded events x E_graded) "
+                       "(analog first layer left out, as rate proxies implicitly do)",
             "T": time_steps, "rate": None, "weighting": "none: counted events",
-            "ratio": driven_macs * e_mac.value / (synops * e_ac.value) if synops else None,
+            "ratio": driven_macs * e_mac.value / events if events else None,
         },
     ]
     for v in variants:

@@ -131,6 +131,9 @@ def build_energy_report(report: dict[str, Any], spec: NetworkSpec, profile: Ener
             "input_spikes": "spikes arriving over T steps (measured)",
             "input_rate": "spikes per presynaptic neuron per step (measured)",
             "synops_measured": "synaptic events over T steps: spikes x exact fan-out (measured)",
+            "graded_synops_measured": "graded synaptic events over T steps: graded spikes x exact fan-out, a weight "
+                                      "x payload multiply-accumulate each (measured)",
+            "payload_bits": "bits per event the layer's neurons send (1: binary spikes)",
             "synops_projected": "input_rate x ANN MACs x T (projected: the usual proxy)",
             "analog_macs": "MACs of the analog first layer over T steps (measured)",
             "energy": "pJ per inference (projected from counts x per-op constants)",
@@ -163,12 +166,14 @@ def to_markdown(energy: dict[str, Any]) -> str:
     t = energy["time_steps"]
     lines = [f"# Energy report ({energy['engine']} run, T={t}, input {'x'.join(map(str, energy['input_shape']))})",
              "", "Per layer. SynOps measured = counted in the run; projected = input rate x ANN MACs x T.", "",
-             "| layer | neurons | ANN MACs (exact) | input spikes (measured) | input rate (measured) | "
-             "SynOps measured | SynOps projected | measured/projected | analog MACs (measured) | neuron updates |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| layer | neurons | payload bits | ANN MACs (exact) | input events (measured) | input rate (measured) | "
+             "SynOps measured | graded events measured | events projected | measured/projected | "
+             "analog MACs (measured) | neuron updates |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in energy["layers"]:
-        lines.append(f"| {r['name']} | {r['neurons']:,} | {r['ann_macs']:,} | {r['input_spikes']:,} | "
-                     f"{_fmt(r['input_rate'])} | {r['synops_measured']:,} | {_fmt(r['synops_projected'])} | "
+        lines.append(f"| {r['name']} | {r['neurons']:,} | {_fmt(r['payload_bits'])} | {r['ann_macs']:,} | "
+                     f"{r['input_spikes']:,} | {_fmt(r['input_rate'])} | {r['synops_measured']:,} | "
+                     f"{r['graded_synops_measured']:,} | {_fmt(r['synops_projected'])} | "
                      f"{_fmt(r['measured_over_projected'])} | {r['analog_macs']:,} | {r['neuron_updates']:,} |")
     p = energy["proxy_45nm"]
     lines += ["", "## 45 nm proxy (projected energy from measured counts)", "",
@@ -176,8 +181,11 @@ def to_markdown(energy: dict[str, Any]) -> str:
               f"- E_MAC = {E_MAC_45NM.value} pJ ({E_MAC_45NM.source})",
               f"- E_AC = {E_AC_45NM.value} pJ ({E_AC_45NM.source})",
               f"- ANN: {p['ann_macs']:,} MACs -> {p['ann_energy_pJ'] / 1e6:.3f} uJ per inference",
-              f"- SNN: {p['snn_synops_measured']:,} SynOps + {p['snn_analog_macs_measured']:,} analog MACs -> "
-              f"{p['snn_energy_pJ'] / 1e6:.3f} uJ per inference",
+              f"- SNN: {p['snn_synops_measured']:,} SynOps + {p['snn_graded_synops_measured']:,} graded events + "
+              f"{p['snn_analog_macs_measured']:,} analog MACs -> {p['snn_energy_pJ'] / 1e6:.3f} uJ per inference "
+              f"(graded events priced as {p['event_cost_model']})",
+              *[f"- E_graded {name} = {m['E_graded']['value']} pJ ({m['E_graded']['source']}): ratio "
+                f"{_fmt(m['ratio_ann_over_snn'])}x" for name, m in p["graded_event_cost_models"].items()],
               "", "## ANN/SNN energy ratio, every way it is computed", "",
               "| variant | how | formula | T | rate | weighting | SynOps/MAC | ratio |",
               "|---|---|---|---:|---:|---|---:|---:|"]
@@ -230,9 +238,12 @@ def plot_energy(energy: dict[str, Any], outdir: Path) -> list[Path]:
     paths.append(_save(fig, outdir / "spike_rates.png"))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     proxy = energy["proxy_45nm"]
-    axes[0].bar(["ANN (MACs)", "SNN (SynOps)", "SNN (analog MACs)"],
+    graded_cost = proxy["graded_event_cost_models"][proxy["event_cost_model"]]["E_graded"]["value"]
+    axes[0].bar(["ANN (MACs)", "SNN (SynOps)", f"SNN (graded, {proxy['event_cost_model']})", "SNN (analog MACs)"],
                 [proxy["ann_energy_pJ"] / 1e6, proxy["snn_synops_measured"] * E_AC_45NM.value / 1e6,
-                 proxy["snn_analog_macs_measured"] * E_MAC_45NM.value / 1e6], color=["#888", "#3a7bd5", "#d58a3a"])
+                 proxy["snn_graded_synops_measured"] * graded_cost / 1e6,
+                 proxy["snn_analog_macs_measured"] * E_MAC_45NM.value / 1e6],
+                color=["#888", "#3a7bd5", "#8a3ad5", "#d58a3a"])
     axes[0].set_ylabel("uJ per inference (45 nm proxy)")
     axes[0].tick_params(axis="x", rotation=20)
     parts = {name: v["pJ"] for name, v in energy["loihi"]["energy"].items()}
@@ -256,15 +267,22 @@ def _save(fig: Any, path: Path) -> Path:
 def summary_fields(energy: dict[str, Any]) -> dict[str, Any]:
     """The energy-at-accuracy fields (`accuracy.ENERGY_FIELDS` but the rate) of one energy report."""
     proxy = energy["proxy_45nm"]
-    return {"synops_measured": proxy["snn_synops_measured"], "analog_macs": proxy["snn_analog_macs_measured"],
+    return {"synops_measured": proxy["snn_synops_measured"], "graded_synops": proxy["snn_graded_synops_measured"],
+            "analog_macs": proxy["snn_analog_macs_measured"],
             "ann_macs": proxy["ann_macs"], "ratio_measured_45nm": proxy["ratio_ann_over_snn"],
+            "ratio_fp32_graded_bound_45nm": proxy["ratio_fp32_graded_bound"],
+            "event_cost_model": proxy["event_cost_model"],
             "loihi_energy_uj": energy["loihi"]["total_uJ"]}
 
 
 def format_summary(energy: dict[str, Any]) -> str:
     p = energy["proxy_45nm"]
-    lines = [f"ANN MACs (exact): {p['ann_macs']:,}; SNN SynOps (measured): {p['snn_synops_measured']:,}; analog-input "
-             f"MACs (measured): {p['snn_analog_macs_measured']:,}"]
+    lines = [f"ANN MACs (exact): {p['ann_macs']:,}; SNN SynOps (measured): {p['snn_synops_measured']:,}; graded "
+             f"synaptic events (measured): {p['snn_graded_synops_measured']:,}; analog-input MACs (measured): "
+             f"{p['snn_analog_macs_measured']:,}"]
+    if p["snn_graded_synops_measured"]:
+        lines.append(f"  graded events as {p['event_cost_model']}: {p['ratio_ann_over_snn']:.2f}x; as fp32 MACs (upper "
+                     f"bound): {p['ratio_fp32_graded_bound']:.2f}x (45 nm proxy, measured counts)")
     for v in energy["ratio_variants"]:
         lines.append(f"  {v['ratio']:.2f}x  [{v['how']}] {v['name']}: {v['formula']} (T={v['T']})")
     pc = energy["paper_check"]

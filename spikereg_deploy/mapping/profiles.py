@@ -51,6 +51,7 @@ REQUIRED_FIELDS: tuple[tuple[str, str, str], ...] = (
 OPTIONAL_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("system", "max_chips", "int"),
     ("energy", "synaptic_op_pj", "energy"),
+    ("energy", "graded_synaptic_op_pj", "energy"),
     ("energy", "neuron_update_active_pj", "energy"),
     ("energy", "neuron_update_inactive_pj", "energy"),
     ("energy", "spike_within_tile_pj", "energy"),

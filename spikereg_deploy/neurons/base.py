@@ -78,7 +78,7 @@ class NeuronModel(ABC):
             raise NeuronParamError(name, f"neuron {name} must be in [{lo}, {hi}], got {value}")
 
     def _check_spike_fields(self) -> None:
-        """Threshold, refractory delay and graded flag: the same rules for every binary-spike model here."""
+        """Threshold, refractory delay and graded flag (true exactly when a model's payload is wider than 1 bit)."""
         self._check_int("vth_mant", THRESHOLD_MANT_MIN, THRESHOLD_MANT_MAX)
         self._check_int("ref_delay")
         if self.ref_delay != 1:
@@ -86,9 +86,12 @@ class NeuronModel(ABC):
                                                 "SLAYER's CUBA exports")
         if not isinstance(self.graded, bool):
             raise NeuronParamError("graded", f"neuron graded must be a boolean, got {self.graded!r}")
-        if self.graded:
-            raise NeuronParamError("graded", "graded-spike neurons are not supported by this network description "
-                                             "yet")
+        if self.graded and self.payload_bits == 1:
+            raise NeuronParamError("graded", f"a {self.netx_type} neuron sends binary spikes (graded-spike payloads "
+                                             "need the multi-threshold model, CUBA-MT)")
+        if not self.graded and self.payload_bits > 1:
+            raise NeuronParamError("graded", f"a {self.netx_type} neuron sends graded spikes: gradedSpike must be "
+                                             "true")
 
     # -- thresholds ------------------------------------------------------------------------------------------
     @property

@@ -108,12 +108,7 @@ class SoftResetNeuron(NeuronModel):
     def step_biased(self, state: tuple[Any, ...], a_in: Any, bias_mant: Any) -> tuple[tuple[Any, ...], Any]:
         """One step with Loihi's bias added to the voltage before the saturation, as lava-nc's LIF adds it:
         `v = clip(decay(v) + u + (bias_mant << 6))`, then the comparison and the subtraction."""
-        u, v = state
-        u_new = wrap_state(decay(u, self.i_decay) + a_in * (1 << ACTIVATION_SHIFT))
-        v_new = saturate_state(decay(v, self.v_decay) + u_new + bias_mant * (1 << INPUT_BIAS_EXP))
-        theta = self.threshold_state
-        spikes = v_new > theta
-        return (u_new, v_new - spikes * theta), spikes
+        return soft_reset_step(self, state, a_in, bias_mant, 1)
 
     def training_module(self) -> Any:
         """A torch module over (N, C, ..., T) computing `step`'s spikes exactly, with SLAYER's surrogate gradient."""
@@ -139,3 +134,23 @@ class SoftResetNeuron(NeuronModel):
         bias = np.broadcast_to(np.asarray(bias_mant, dtype=np.int64 if fixed else np.float64), shape)
         bias = bias if fixed else bias * (1 << INPUT_BIAS_EXP) / STATE_SCALE
         return process(shape=shape, neuron=self.to_netx_fields(), v_init=v_init, bias=np.array(bias), name=name)
+
+
+def soft_reset_step(neuron: SoftResetNeuron, state: tuple[Any, ...], a_in: Any, bias_mant: Any,
+                    max_payload: int) -> tuple[tuple[Any, ...], Any]:
+    """The soft-reset compartment, written once for the binary (`max_payload` 1) and the multi-threshold model.
+
+    `u = wrap(decay(u) + (a_in << 6))`, `v = clip(decay(v) + u + (bias << 6))`; the payload is the number of
+    threshold multiples the voltage lies strictly above, `k = clamp(ceil(v / theta) - 1, 0, max_payload)`, and
+    `v -= k theta`. For one level this is `v > theta` (returned as bool spikes); for more, an int64 payload.
+    """
+    u, v = state
+    u_new = wrap_state(decay(u, neuron.i_decay) + a_in * (1 << ACTIVATION_SHIFT))
+    v_new = saturate_state(decay(v, neuron.v_decay) + u_new + bias_mant * (1 << INPUT_BIAS_EXP))
+    theta = neuron.threshold_state
+    if max_payload == 1:
+        spikes = v_new > theta
+        return (u_new, v_new - spikes * theta), spikes
+    # for integers, ceil(v / theta) - 1 == floor((v - 1) / theta); floor division rounds down in numpy and torch
+    payload = ((v_new - 1) // theta).clip(0, max_payload)
+    return (u_new, v_new - payload * theta), payload

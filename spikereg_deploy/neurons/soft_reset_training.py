@@ -1,4 +1,4 @@
-"""The soft-reset neuron for training (SLAYER has none): exact integer spikes forward, SLAYER's surrogate backward.
+"""The soft-reset neurons for training (SLAYER has none): exact integer spikes forward, SLAYER's surrogate backward.
 
 A torch module over (N, C, ..., T), time last, as SLAYER's neurons are, fed in SLAYER's float units (weights are
 mantissa / 64, so the synaptic input is the integer input / 64; states are the 24-bit integers / 2^12). Forward, in
@@ -6,11 +6,15 @@ eval and in training mode alike, it rounds the input to the integer grid and run
 spikes are the reference engine's and Lava's, wrap and saturation included. Backward it is SLAYER's CUBA neuron: the
 voltage is the linear leaky filter of the input (reset not differentiated, as SLAYER's `leaky_integrator` does) and
 each spike's derivative is SLAYER's surrogate, `Spike` with CUBA's gradient width and scale (`tau_rho x 100`,
-`scale_rho x 0.1`: scale/2/tau exp(-|v - theta|/tau)), evaluated at the exact pre-reset voltage.
+`scale_rho x 0.1`: scale/2/tau exp(-|v - theta|/tau)), evaluated at the exact pre-reset voltage. The multi-threshold
+model (CUBA-MT) sends k = the levels crossed: its surrogate is the sum of that derivative over its levels j theta,
+j = 1 .. maxPayload (each level a SLAYER spike at its own threshold), and its output is the payload k.
 
 Kept apart from `soft_reset.py` because it imports torch at module level; `SoftResetNeuron.training_module` loads it.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
@@ -24,8 +28,8 @@ class SoftResetSlayerNeuron(torch.nn.Module):
 
     def __init__(self, neuron: SoftResetNeuron, tau_grad: float = 1.0, scale_grad: float = 1.0) -> None:
         super().__init__()
-        self.i_decay, self.v_decay = neuron.i_decay, neuron.v_decay
-        self.half_threshold_start = neuron.half_threshold_start
+        self.neuron = neuron
+        self.levels = int(getattr(neuron, "max_payload", 1))  # graded models send up to this many thresholds
         self._threshold = neuron.threshold  # float, on the mantissa grid; calibration overwrites it
         self.tau_rho = tau_grad * self._threshold  # SLAYER: surrogate width = tau_grad x threshold
         self.scale_rho = scale_grad
@@ -37,11 +41,10 @@ class SoftResetSlayerNeuron(torch.nn.Module):
 
     def integer_model(self) -> SoftResetNeuron:
         """The registry model with the current threshold (which conversion's calibration may have changed)."""
-        return SoftResetNeuron(self.i_decay, self.v_decay, int(round(self._threshold * WEIGHT_SCALE)),
-                               half_threshold_start=self.half_threshold_start)
+        return replace(self.neuron, vth_mant=int(round(self._threshold * WEIGHT_SCALE)))
 
     def forward(self, synaptic_input: torch.Tensor) -> torch.Tensor:
-        """(N, C, ..., T) float input current in weight units -> spikes (same shape and dtype, 0 or 1)."""
+        """(N, C, ..., T) float input current in weight units -> spikes or payloads (same shape and dtype)."""
         self.shape = tuple(synaptic_input.shape[1:-1])
         differentiate = torch.is_grad_enabled() and synaptic_input.requires_grad
         with torch.no_grad():
@@ -54,8 +57,9 @@ class SoftResetSlayerNeuron(torch.nn.Module):
         assert exact_v is not None
         linear = self._linear_voltage(synaptic_input)
         at_exact = linear + (exact_v - linear).detach()  # the exact voltage's value, the linear filter's gradient
-        surrogate = Spike.apply(at_exact, self._threshold, self.tau_rho * TAU_RHO_MULT,
-                                self.scale_rho * SCALE_RHO_MULT, False, 0, 1)
+        surrogate = sum(Spike.apply(at_exact, level * self._threshold, self.tau_rho * TAU_RHO_MULT,
+                                    self.scale_rho * SCALE_RHO_MULT, False, 0, 1)
+                        for level in range(1, self.levels + 1))
         return spikes + (surrogate - surrogate.detach())  # x - x is exactly 0: the forward stays the integer one
 
     def _integer_trace(self, synaptic_input: torch.Tensor,
@@ -77,7 +81,7 @@ class SoftResetSlayerNeuron(torch.nn.Module):
 
     def _linear_voltage(self, synaptic_input: torch.Tensor) -> torch.Tensor:
         """The voltage without reset or integer rounding: what SLAYER differentiates (its leaky integrators)."""
-        keep_u, keep_v = 1 - self.i_decay / DECAY_UNITY, 1 - self.v_decay / DECAY_UNITY
+        keep_u, keep_v = 1 - self.neuron.i_decay / DECAY_UNITY, 1 - self.neuron.v_decay / DECAY_UNITY
         current = torch.zeros_like(synaptic_input[..., 0])
         voltage = torch.zeros_like(current)
         out = []
