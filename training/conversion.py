@@ -60,7 +60,9 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
     if build_unet_spec(snn_config).architecture_fingerprint() != spec.architecture_fingerprint():
         raise SpikeRegError("the SNN's architecture (encoder, decoder, kernels, channels) must be the teacher's")
     clips = ann.clips()
-    clip_thresholds = bool(clips) and registry.neuron_model(snn_config.neuron_model).subtractive_reset
+    snn_config = _with_payload_levels(snn_config, ann.config)
+    levels = snn_config.max_payload if _graded(snn_config) else 1  # payload units per normalised activation
+    clip_thresholds = registry.neuron_model(snn_config.neuron_model).subtractive_reset and (bool(clips) or levels > 1)
     ann.eval()
     with torch.no_grad():
         target_disp, acts = ann(calibration, return_activations=True)
@@ -78,6 +80,8 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
                 cat_lam = percentile_of(torch.cat([acts[s] for s in layer.inputs], dim=1), percentile)
             for edge in spec.edges_into(layer.name):
                 w[spec.edge_weight_slice(edge)] *= cat_lam if cat_lam is not None else lam[edge.src]
+                if edge.src != spec.input_layer.name:
+                    w[spec.edge_weight_slice(edge)] /= levels  # a graded source sends `levels` per unit
             if layer.kind == "readout":
                 gain = float(w.abs().max()) / WEIGHT_FILL
                 snn.synapses[layer.name].weight.copy_((w / gain).float())
@@ -85,14 +89,14 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
                 continue
             w /= lam[layer.name]
             scale = WEIGHT_FILL / float(w.abs().max())
-            if clip_thresholds:  # threshold = normalised 1 = scale, made exactly a mantissa
-                scale = float(np.clip(np.floor(scale * WEIGHT_SCALE), THRESHOLD_MANT_MIN, THRESHOLD_MANT_MAX)
-                              ) / WEIGHT_SCALE
+            if clip_thresholds:  # threshold = normalised 1 / levels (the payload unit) x scale, exactly a mantissa
+                step = float(np.clip(np.floor(scale * WEIGHT_SCALE / levels), THRESHOLD_MANT_MIN, THRESHOLD_MANT_MAX))
+                scale = step * levels / WEIGHT_SCALE
             snn.synapses[layer.name].weight.copy_((w * scale).float())
             target = float(acts[layer.name].div(lam[layer.name]).clamp(0, 1).mean())
             if clip_thresholds:
-                snn.set_threshold(layer.name, scale)
-                threshold, rate = scale, float("nan")  # measured below, in one pass
+                threshold, rate = scale / levels, float("nan")  # measured below, in one pass
+                snn.set_threshold(layer.name, threshold)
             else:
                 threshold, rate = _calibrate_threshold(snn, layer.name, calibration, target, scale, bisection_steps)
             report.append(LayerConversion(layer.name, lam[layer.name], scale, threshold, target, rate))
@@ -105,6 +109,22 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
         report = [replace(r, rate=float(spikes[r.name].mean())) for r in report]
     _fit_readout_gain(final, calibration, target_disp)
     return final.eval(), report
+
+
+def _graded(config: UNetConfig) -> bool:
+    """Whether the config's neurons send graded payloads (the multi-threshold model)."""
+    return config.neuron_for("").payload_bits > 1
+
+
+def _with_payload_levels(snn_config: UNetConfig, teacher: UNetConfig) -> UNetConfig:
+    """A graded SNN's largest payload per step: the config's, or (0) the QCFS teacher's levels L, so that one step
+    carries the teacher's quantized activation exactly, or for a ReLU teacher the widest payload; never wider
+    than the payload bits hold."""
+    if not _graded(snn_config) or snn_config.max_payload:
+        return snn_config
+    widest = (1 << snn_config.payload_bits) - 1
+    levels = teacher.activation_levels if teacher.activation == "qcfs" else widest
+    return replace(snn_config, max_payload=min(levels, widest))
 
 
 def _calibrate_threshold(snn: SpikingUNet, name: str, images: torch.Tensor, target: float, scale: float,

@@ -4,7 +4,9 @@ A variant is `TEACHER:NEURON:INPUT:T[:ftSTEPS]`, e.g. `qcfs4:if-sr-half:bias:4:f
 conversion levers of the literature (docs/hardware-facts.md, "Soft-reset neurons"):
 - `cuba`: today's CUBA neuron (SLAYER's, reset to zero; the teacher config's decays), thresholds calibrated;
 - `if-sr`: CUBA-SR as an IF neuron (iDecay 4096, vDecay 0), reset by subtraction, membrane starting at 0;
-- `if-sr-half`: the same, starting at half the threshold (QCFS's shift).
+- `if-sr-half`: the same, starting at half the threshold (QCFS's shift);
+- `mt`: the multi-threshold graded neuron CUBA-MT as an IF with half-threshold start, 4-bit payloads, at most L
+  (the QCFS teacher's levels) per step.
 From a QCFS teacher the soft-reset variants take its clips as thresholds; otherwise thresholds are calibrated.
 Each built checkpoint is cached under its name, so a rerun only evaluates.
 """
@@ -25,6 +27,8 @@ NEURONS: dict[str, dict[str, Any]] = {
     "if-sr": {"neuron_model": "CUBA-SR", "current_decay": 1.0, "voltage_decay": 0.0, "half_threshold_start": False},
     "if-sr-half": {"neuron_model": "CUBA-SR", "current_decay": 1.0, "voltage_decay": 0.0,
                    "half_threshold_start": True},
+    "mt": {"neuron_model": "CUBA-MT", "current_decay": 1.0, "voltage_decay": 0.0, "half_threshold_start": True,
+           "payload_bits": 4, "max_payload": 0},
 }
 _PATTERN = re.compile(r"^(?P<teacher>[\w.-]+):(?P<neuron>[\w-]+):(?P<input>analog|bias):(?P<t>\d+)(:ft(?P<ft>\d+))?$")
 
