@@ -73,7 +73,8 @@ def test_registry_netx_fields_and_event_cost():
 
 @pytest.mark.parametrize(("change", "match"), [
     ({"payloadBits": 9}, "field 'payloadBits': payload_bits must be in \\[2, 8\\], got 9: the synapse models take"),
-    ({"payloadBits": 1}, "field .payloadBits.: payload_bits must be in \\[2, 8\\], got 1: .*1 bit is a binary spike: CUBA-SR"),
+    ({"payloadBits": 1}, "field .payloadBits.: payload_bits must be in \\[2, 8\\], got 1: .*1 bit is a binary "
+                         "spike: CUBA-SR"),
     ({"maxPayload": 8}, "field 'maxPayload': neuron max_payload must be in \\[1, 7\\], got 8"),
     ({"gradedSpike": False}, "field 'gradedSpike': a CUBA-MT neuron sends graded spikes: gradedSpike must be true"),
 ])
