@@ -2,7 +2,9 @@
 
 The hashes were first taken from the tools' own outputs before the code was reorganised into packages (neuron
 registry, counting module, mapping and energy packages), then re-taken when the default became the QCFS T = 8 model
-(configs/snn_qcfs8.toml); any change to what the model computes or counts shows up here. The
+(configs/snn_qcfs8.toml) and again when it became the graded T = 1 model (configs/snn_qcfs8_mt.toml, CUBA-MT: its
+events are graded, so the pin covers graded events and payload sums); any change to what the model computes or
+counts shows up here. The
 analog input's MACs are checked separately against an independent count of real taps (a conv of ones), since they
 used to include padded taps that have no synapse.
 """
@@ -21,10 +23,10 @@ from spikereg_deploy.cli import energy_cli, export_cli, simulate_cli
 from spikereg_deploy.imaging.native import mm_to_voxels
 
 COUNT_KEYS = ("name", "neurons", "spikes", "spikes_per_step", "input_spikes", "synops", "synops_per_step",
-              "neuron_updates")
-COUNTS_SHA256 = "0099c4852cf363e8950056497f9ee8dfb23534903b2a3de0c156d7da8b96cdd4"
-DISPLACEMENT_SHA256 = "101fc62e01fd502a98d8cc4a8b8bffb93d5b77597fa569b6a48125cf506d8c8b"
-ENERGY_ROWS_SHA256 = "c1c0560bbf6c705d79b38e16dd40804276ca9944d8dd61bfd77042f0700f24f1"
+              "neuron_updates", "graded_synops", "graded_synops_per_step", "payload_sum")
+COUNTS_SHA256 = "a4a932dd35bfd7dec412ecc9a8c1bc9a27ab3594dbbc56b29dff610cf632537b"
+DISPLACEMENT_SHA256 = "695950f8cd75c2d317ba046e7fc96222c443fe7810b6e1a79492ad63f8e24e52"
+ENERGY_ROWS_SHA256 = "ff032f2de5f222ee1ed58e7c0dcf453fa9fb7c02e40b08b9e3f0adeafd6abf67"
 
 
 def _sha(obj) -> str:

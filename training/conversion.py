@@ -106,7 +106,8 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
     if clip_thresholds:
         with torch.no_grad():
             spikes = final(calibration).spikes
-        report = [replace(r, rate=float(spikes[r.name].mean())) for r in report]
+        # graded layers: the mean payload over L, the normalised activation it carries (comparable to the target)
+        report = [replace(r, rate=float(spikes[r.name].mean()) / levels) for r in report]
     _fit_readout_gain(final, calibration, target_disp)
     return final.eval(), report
 
