@@ -108,9 +108,10 @@ def plot(rows: list[dict[str, Any]], teachers: dict[tuple[str, str], float], pat
         ax.set_xscale("log")
         ax.set_xlabel("E_ANN / E_SNN, measured counts, 45 nm proxy (log)")
         ax.set_ylabel(f"Dice ({data} pairs, measured)")
-        ax.set_title(f"{data}: marker = neuron (o cuba, s if-sr, ^ if-sr-half, D mt graded: int8-MAC cost, | its "
-                     "fp32-MAC bound); blue = input as bias")
-        ax.title.set_fontsize(8)
+        ax.set_title(f"{data} pairs", fontsize=9)
+    fig.suptitle("marker = neuron: o cuba, s if-sr, ^ if-sr-half, D mt (graded; its events priced as 8-bit integer "
+                 "MACs, the line ending | at the fp32-MAC bound); blue = input as bias, orange = analog input",
+                 fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

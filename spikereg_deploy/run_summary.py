@@ -39,6 +39,8 @@ def build_summary(report: dict[str, Any], energy: dict[str, Any], mapping: dict[
         "spike_rate": report["totals"]["spike_rate"],
         "mean_layer_spike_rate": report["totals"]["mean_layer_spike_rate"],
         "synops_measured": energy["proxy_45nm"]["snn_synops_measured"],
+        "graded_synops_measured": energy["proxy_45nm"]["snn_graded_synops_measured"],
+        "ratio_fp32_graded_bound": energy["proxy_45nm"]["ratio_fp32_graded_bound"],
         "ann_macs": energy["proxy_45nm"]["ann_macs"],
         "ratio_variants": {k: {"ratio": v["ratio"], "how": v["how"], "formula": v["formula"]}
                            for k, v in variants.items()},
@@ -62,11 +64,17 @@ def format_summary(s: dict[str, Any]) -> str:
         f"1-3 of the embedded pair); J<=0: {100 * ev['fraction_jacobian_nonpositive']:.3f} % of voxels",
         f"  spike rate: {100 * s['spike_rate']:.2f} % of neurons per step (measured; unweighted layer mean "
         f"{100 * s['mean_layer_spike_rate']:.2f} %)",
-        f"  SynOps measured: {s['synops_measured']:,} events vs ANN MACs (exact): {s['ann_macs']:,} per inference",
+        f"  SynOps measured: {s['synops_measured']:,} events"
+        + (f" + {s['graded_synops_measured']:,} graded synaptic events (weight x payload MACs, measured)"
+           if s.get("graded_synops_measured") else "")
+        + f" vs ANN MACs (exact): {s['ann_macs']:,} per inference",
     ]
     for name, v in s["ratio_variants"].items():
         if v["ratio"] is not None:
             lines.append(f"  energy ratio ANN/SNN {v['ratio']:.2f}x [{v['how']}, {name}]: {v['formula']}")
+    if s.get("graded_synops_measured"):
+        lines.append(f"  energy ratio ANN/SNN {s['ratio_fp32_graded_bound']:.2f}x [measured, graded events as fp32 "
+                     "MACs]: the upper bound of their cost (45 nm proxy)")
     lines.append(f"  Loihi mapping: {s['cores']} cores on {s['chips']} chip(s) (planned; lower bound "
                  f"{s['lower_bound_cores']} cores)")
     lines.append(f"  Loihi energy: {s['loihi_energy']['text']}")

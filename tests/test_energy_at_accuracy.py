@@ -82,7 +82,7 @@ def test_variant_names_round_trip_and_bad_ones_are_one_line():
     for bad in ("relu:lif:bias:4", "relu:cuba:dense:4", "relu:cuba:bias:0", "relu:cuba:bias"):
         with pytest.raises(SpikeRegError, match="TEACHER:NEURON:INPUT:T"):
             Variant.parse(bad)
-    assert set(NEURONS) == {"cuba", "if-sr", "if-sr-half"}
+    assert set(NEURONS) == {"cuba", "if-sr", "if-sr-half", "mt"}
 
 
 @pytest.mark.slow

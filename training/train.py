@@ -157,6 +157,8 @@ def _check_same_run(payload: dict[str, Any], cfg: TrainConfig, out: Path) -> Non
         if cfg.stage == "snn":
             asked["time_steps"] = cfg.time_steps
     for key in keys:
+        if key == "max_payload" and asked.get(key) == 0:
+            continue  # 0 asks conversion to choose (the teacher's levels): whatever it chose is what was asked
         if held.get(key) != asked.get(key):
             raise SpikeRegError(f"holds a model with {key} = {held.get(key)!r}, the config asks for "
                                 f"{asked.get(key)!r}; give another -o, or --fresh to replace it", out)

@@ -30,19 +30,26 @@ def ratio_variants(rows: list[LayerEnergyRow], time_steps: int, e_mac: Constant 
     e_graded = GRADED_EVENT_COSTS[DEFAULT_GRADED_COST].value
     analog = sum(r.analog_macs for r in rows)
     events = synops * e_ac.value + graded * e_graded  # what the counted synaptic events cost
-    k = e_mac.value / e_ac.value
+    # The rate proxies price one event per rate unit: an add for binary spikes, E_graded for a graded network's
+    # events (never a graded event silently as an add).
+    graded_net = graded > synops
+    e_event = e_graded if graded_net else e_ac.value
+    event_name = f"E_graded ({DEFAULT_GRADED_COST}, graded events)" if graded_net else "E_AC"
+    k = e_mac.value / e_event
     variants = [
         {
             "name": "spikereg_public_formula",
             "how": "projected",
-            "formula": "E_MAC / (T x mean_l(rate_l) x E_AC), rates = unweighted mean of spiking-layer output rates",
+            "formula": f"E_MAC / (T x mean_l(rate_l) x {event_name}), rates = unweighted mean of spiking-layer "
+                       "output rates",
             "T": time_steps, "rate": mean_rate, "weighting": "unweighted mean over layers",
             "ratio": k / (time_steps * mean_rate),
         },
         {
             "name": "mac_weighted_rates",
             "how": "projected",
-            "formula": "E_MAC / (T x sum_l(rate_in_l x MACs_l) / sum_l(MACs_l) x E_AC), spike-driven layers only",
+            "formula": f"E_MAC / (T x sum_l(rate_in_l x MACs_l) / sum_l(MACs_l) x {event_name}), spike-driven "
+                       "layers only",
             "T": time_steps, "rate": weighted_rate, "weighting": "input rate of each layer weighted by its MACs",
             "ratio": k / (time_steps * weighted_rate),
         },
@@ -64,7 +71,7 @@ def ratio_variants(rows: list[LayerEnergyRow], time_steps: int, e_mac: Constant 
         },
     ]
     for v in variants:
-        v["synops_per_mac"] = (k / v["ratio"]) if v["ratio"] else None
+        v["synops_per_mac"] = (e_mac.value / e_ac.value / v["ratio"]) if v["ratio"] else None
     return variants
 
 

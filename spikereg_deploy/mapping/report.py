@@ -84,7 +84,7 @@ def _projected_counts(plan: MappingPlan) -> dict[str, OperationCount]:
         ok = measured and all(key in rows.get(layer.name, {}) for layer in spec.layers[1:])
         return "measured" if ok else f"projected ({rates.source})"
 
-    synops = graded = updates = active = 0.0
+    synops = graded = graded_spikes = updates = active = 0.0
     for layer in spec.layers[1:]:
         neurons, row = geo[layer.name].neurons, rows.get(layer.name, {})
         layer_updates = row.get("neuron_updates", neurons * t)
@@ -94,9 +94,12 @@ def _projected_counts(plan: MappingPlan) -> dict[str, OperationCount]:
         for edge in spec.edges_into(layer.name):
             if edge.payload == "analog":
                 graded += row.get("input_macs", analog_input_macs(spec, geo, edge))
-            elif "synops" not in row:
+            elif edge.payload == "graded" and "graded_synops" not in row:  # a graded event is a MAC, apart
+                graded_spikes += projected_synops(spec, geo, edge, rates.rates[edge.src], t)
+            elif edge.payload != "graded" and "synops" not in row:
                 synops += projected_synops(spec, geo, edge, rates.rates[edge.src], t)
         synops += row.get("synops", 0)
+        graded_spikes += row.get("graded_synops", 0)
     return {
         "synaptic_ops": OperationCount(synops, "events per inference",
                                        f"{how('synops')}: spikes x exact fan-out over T={t} steps"),
@@ -104,6 +107,8 @@ def _projected_counts(plan: MappingPlan) -> dict[str, OperationCount]:
             "analog input, every value every step, x its real taps (graded spikes)" if spec.input_mode == "analog"
             else "input as bias: the first layer's sum once per inference on the host (real taps), loaded as its "
                  "neurons' bias (host -> chip once), no per-step input traffic")),
+        "graded_synaptic_ops": OperationCount(graded_spikes, "events per inference", f"{how('graded_synops')}: "
+                                              f"graded spikes x exact fan-out over T={t} steps (weight x payload)"),
         "neuron_updates": OperationCount(updates, "compartment updates per inference",
                                          f"{how('neuron_updates')}: neurons x T={t}"),
         "active_neuron_updates": OperationCount(active, "compartment updates per inference", f"{how('spikes')}: "
