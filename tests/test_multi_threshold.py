@@ -180,3 +180,27 @@ def test_stock_lava_graded_synapses_agree(tiny_skip_net):
     run = run_stock_lava(spec, weights, image)
     readout_equal, spikes_equal = run.agreement(reference)
     assert readout_equal and spikes_equal == {"a": True, "b": True, "c": True}
+
+
+# -- the .net file ----------------------------------------------------------------------------------------------
+def test_net_round_trip_and_a_bad_payload_width_is_one_line(tmp_path, mt_model, capsys):
+    import h5py
+
+    from spikereg_deploy.cli import simulate_cli
+    from spikereg_deploy.export.reader import read_net
+    from spikereg_deploy.export.writer import write_net
+
+    path = tmp_path / "m.net"
+    write_net(path, mt_model.spec, mt_model.integer_weights(), (8, 8, 8))
+    loaded = read_net(str(path))
+    assert loaded.spec.model_fingerprint() == mt_model.spec.model_fingerprint()
+    assert loaded.spec.layer("enc1").neuron == mt_model.spec.layer("enc1").neuron
+    with h5py.File(path, "r+") as f:
+        del f["layer/2/neuron/payloadBits"]
+        f["layer/2/neuron/payloadBits"] = np.int64(12)
+    assert simulate_cli.main([str(path), "-o", str(tmp_path / "sim"), "--engine", "reference",
+                              "--input-shape", "8", "8", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err
+    assert "layer/2/neuron: field 'payloadBits': payload_bits must be in [2, 8], got 12" in err
+    assert not (tmp_path / "sim").exists()
