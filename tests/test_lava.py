@@ -23,6 +23,7 @@ def _assert_same(spec, weights, image):
         assert (got.spikes, got.input_spikes, got.synops, got.input_macs, got.neuron_updates) == (
             c.spikes, c.input_spikes, c.synops, c.input_macs, c.neuron_updates), name
         assert got.synops_per_step == c.synops_per_step, name
+        assert (got.graded_synops, got.payload_sum) == (c.graded_synops, c.payload_sum), name
     return ref, lava
 
 
@@ -30,8 +31,9 @@ def _assert_slayer_same(model, image, lava) -> None:
     """The quantized torch (SLAYER) model gives the same spikes as Lava."""
     with torch.no_grad():
         result = model.eval()(torch.as_tensor(image)[None])
-    for name, steps in lava.spikes.items():
-        np.testing.assert_array_equal(np.moveaxis(result.spikes[name][0].numpy() > 0, -1, 0), np.stack(steps))
+    for name, steps in lava.spikes.items():  # spikes as 0/1, graded spikes as their payloads
+        trained = np.moveaxis(result.spikes[name][0].numpy(), -1, 0)
+        np.testing.assert_array_equal(trained, np.stack(steps).astype(trained.dtype))
 
 
 @pytest.mark.lava
@@ -97,7 +99,7 @@ def test_unknown_tag_refused(small_config, pair16):
 @pytest.mark.lava
 @pytest.mark.slow
 def test_embedded_trained_model_bit_exact_in_lava(pair16):
-    """The committed default model (soft-reset IF neurons, input as bias) is what Lava runs, spike for spike."""
+    """The committed default model (graded CUBA-MT neurons, input as bias) is what Lava runs, payload for payload."""
     from spikereg_deploy.training.default_model import embedded_checkpoint_path, load_default_model
 
     assert embedded_checkpoint_path() is not None, "the trained default model is not installed with the package"

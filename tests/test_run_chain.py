@@ -23,10 +23,12 @@ def test_whole_chain_small_volume(tmp_path, capsys):
     assert report["engine"] == "lava"
     text = capsys.readouterr().out
     assert "Dice before / after registration" in text and "measured" in text and "projected" in text
-    total_synops = report["totals"]["synops"]
+    total_synops, total_graded = report["totals"]["synops"], report["totals"]["graded_synops"]
     assert total_synops == sum(layer["synops"] for layer in report["layers"])
-    assert total_synops > 0
-    assert str(f"{total_synops:,}") in text  # the summary prints the measured count, not a recomputed one
+    assert total_graded == sum(layer["graded_synops"] for layer in report["layers"])
+    assert total_synops + total_graded > 0  # the graded default's events are graded, a binary model's SynOps
+    # the summary prints the measured counts, not recomputed ones
+    assert str(f"{total_synops:,}") in text and (not total_graded or f"{total_graded:,}" in text)
     assert summary["evaluation"]["dice_before"] > 0
     # one Loihi energy figure, labelled projected with its cost model, the same in both reports
     energy = json.loads((out / "energy" / "energy.json").read_text())["loihi"]
