@@ -21,7 +21,7 @@ import torch
 
 from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.counting import LayerCounts, analog_input_macs, edge_fanout, neuron_updates
-from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, max_abs_row_sum
+from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, analog_shift, max_abs_row_sum
 from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.network import Edge, NetworkSpec
 from spikereg_deploy.neurons.base import check_lava_tag
@@ -119,6 +119,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 in_shape=(spec.channels_of(edge.src), *geo[edge.src].out_shape),
                 out_shape=(dst.out_channels, *geo[dst.name].out_shape), weight=w, kind=dst.kind, stride=dst.stride,
                 padding=dst.padding, output_padding=dst.output_padding, delay=edge.delay, analog=analog,
+                analog_shift=analog_shift(dst),
                 fanout=edge_fanout(spec, geo, edge), num_steps=run_steps,
                 exact_float64=bound * ((1 << edge.payload_bits) - 1) >= FLOAT32_EXACT,
                 record_path=str(work / f"spikes_{edge.src}.npy") if record else "", graded=edge.payload == "graded",
@@ -137,7 +138,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             steps_all = _recorded_steps(work / "output.npy", shape, out.neuron.payload_bits > 1)
             aligned = steps_all[depth[out.name] - lead: depth[out.name] - lead + spec.time_steps]
             output_spikes = np.moveaxis(aligned.reshape(len(aligned), *shape), 0, -1)
-            emitted[out.name] = np.stack([(aligned != 0).sum(axis=1), aligned.sum(axis=1)]).astype(np.int64)
+            emitted[out.name] = np.stack([(aligned != 0).sum(axis=1), np.abs(aligned).sum(axis=1)]).astype(np.int64)
         counts = _gather_counts(spec, geo, {name: d - lead for name, d in depth.items()}, per_edge, emitted)
         spikes = None
         if record_spikes:

@@ -29,7 +29,7 @@ UNITS = {
     "graded_synops": "graded synaptic events: each arriving graded spike (nonzero payload) x the synapses it reaches, "
                      "over T steps; a weight x payload multiply-accumulate each (measured)",
     "payload_bits": "bits of the payload this layer's neurons send (1: binary spikes; from the network description)",
-    "payload_sum": "sum of the payloads this layer sent over T steps (= spikes for binary neurons; measured)",
+    "payload_sum": "sum of |payload| this layer sent over T steps (= spikes for binary neurons; measured)",
     "neuron_updates": "compartment updates over T steps: neurons x T (measured)",
     "input_mode": "how the analog input reaches the first layer: analog (a synapse every step) or bias (once)",
     "wall_time_s": "seconds (measured)",

@@ -42,6 +42,9 @@ class NeuronModel(ABC):
     netx_type: ClassVar[str]
     #: NetX field name -> (dataclass field, value type) in writing order (`type` is written first, not listed).
     netx_fields: ClassVar[dict[str, tuple[str, type]]]
+    #: NetX fields a file may omit, with the value a reader then takes (lava-dl's defaults, e.g. SDNN's
+    #: `messageBits`, which netx reads but lava-dl's export does not write).
+    netx_defaults: ClassVar[dict[str, Any]] = {}
     #: Names of the integer state arrays `init_state` returns and `step` takes, in that order.
     state_names: ClassVar[tuple[str, ...]]
     #: `UNetConfig` fields that `from_float` reads besides the threshold (SLAYER's hyper-parameters, flags).
@@ -53,6 +56,9 @@ class NeuronModel(ABC):
     #: Whether the model has Loihi's per-neuron bias (`step_biased`, `lava_process(bias_mant=...)`): needed by
     #: input_mode "bias", where the first layer's static current is that bias.
     supports_bias: ClassVar[bool] = False
+    #: Left shift of the analog input current (`fixed_point.analog_current`) into this model's a_in units: 0 for
+    #: the models whose a_in is in weight mantissas x spikes; the sigma-delta model's is finer (`sigma_delta.py`).
+    analog_input_shift: ClassVar[int] = 0
     #: Whether a spike subtracts the threshold (keeping the residue) instead of zeroing the voltage: conversion
     #: then maps a QCFS teacher's clips to thresholds as they are, without calibrating them.
     subtractive_reset: ClassVar[bool] = False
@@ -115,6 +121,7 @@ class NeuronModel(ABC):
     def from_netx_fields(cls: type[ModelT], values: Mapping[str, Any], where: str) -> ModelT:
         """Parameters from `neuron/` values (typed as `netx_fields` says); bad ones raise one NetFormatError line
         naming `where` (the group) and the field. The reader adds the file name."""
+        values = {**cls.netx_defaults, **values}
         given = {key for key in values if key != "type"}
         missing = [key for key in cls.netx_fields if key not in given]
         if missing:
