@@ -66,7 +66,8 @@ class SpikingUNet(torch.nn.Module):
         """First-layer current: exact Loihi integers forward, the float conv's gradient (times `gain`) backward."""
         syn = self.synapses[name]
         w = syn.quantized_weight()
-        shift = analog_shift(self.spec.layer(name))  # into the neuron model's a_in units (sigma-delta: 2^12)
+        # into the neuron model's a_in units (sigma-delta: 2^12); a bias is the current as it is (bias mantissas)
+        shift = 0 if self._biased(name) else analog_shift(self.spec.layer(name))
         smooth = syn.conv(image, w) * (1 << shift) if gain is None else syn.conv(image, w) * gain * (1 << shift)
         with torch.no_grad():
             payload = fx.quantize_input(image.double())
