@@ -56,6 +56,9 @@ class NeuronModel(ABC):
     #: Whether the model has Loihi's per-neuron bias (`step_biased`, `lava_process(bias_mant=...)`): needed by
     #: input_mode "bias", where the first layer's static current is that bias.
     supports_bias: ClassVar[bool] = False
+    #: Payload per unit of activation (the training loss's sparsity term divides |payload| by it): 1 for spikes
+    #: and multi-threshold levels, 2^12 for sigma-delta.
+    payload_unit: ClassVar[int] = 1
     #: Left shift of the analog input current (`fixed_point.analog_current`) into this model's a_in units: 0 for
     #: the models whose a_in is in weight mantissas x spikes; the sigma-delta model's is finer (`sigma_delta.py`).
     analog_input_shift: ClassVar[int] = 0

@@ -76,6 +76,7 @@ class SigmaDeltaNeuron(NeuronModel):
     netx_defaults: ClassVar[dict[str, Any]] = {"messageBits": DEFAULT_MESSAGE_BITS}
     state_names: ClassVar[tuple[str, ...]] = ("sigma", "activation", "residue")
     event_cost: ClassVar[EventCost] = "multiply"
+    payload_unit: ClassVar[int] = 1 << PARAM_SHIFT
     #: The analog current (w-units, a binary spike's) enters a_in in payload units, as the bias does.
     analog_input_shift: ClassVar[int] = PARAM_SHIFT
     supports_bias: ClassVar[bool] = True
