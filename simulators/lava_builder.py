@@ -23,7 +23,7 @@ from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.counting import LayerCounts, analog_input_macs, edge_fanout, neuron_updates
 from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, analog_shift, max_abs_row_sum
 from spikereg_deploy.errors import SpikeRegError
-from spikereg_deploy.network import Edge, NetworkSpec
+from spikereg_deploy.network import Edge, LayerSpec, NetworkSpec
 from spikereg_deploy.neurons.base import check_lava_tag
 from spikereg_deploy.signals import deferred_signals, descendant_pids, kill_pids
 
@@ -130,6 +130,8 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             synapses[(edge.src, edge.dst)] = syn
         # any process of the connected graph starts and stops the whole runtime
         wall, per_edge = _run_and_stop(source or readout or recorder, synapses, run_steps, tag, progress)
+        for (src, _dst), counters in per_edge.items():
+            check_payloads(spec.layer(src), counters[3])
         readout_sum = np.load(work / "readout.npy") if spec.has_readout else None
         output_spikes, emitted = None, {}
         if recorder is not None:
@@ -138,6 +140,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             steps_all = _recorded_steps(work / "output.npy", shape, out.neuron.payload_bits > 1)
             aligned = steps_all[depth[out.name] - lead: depth[out.name] - lead + spec.time_steps]
             output_spikes = np.moveaxis(aligned.reshape(len(aligned), *shape), 0, -1)
+            check_payloads(out, int(np.abs(steps_all).max(initial=0)))
             emitted[out.name] = np.stack([(aligned != 0).sum(axis=1), np.abs(aligned).sum(axis=1)]).astype(np.int64)
         counts = _gather_counts(spec, geo, {name: d - lead for name, d in depth.items()}, per_edge, emitted)
         spikes = None
@@ -191,7 +194,8 @@ def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
             if deferral.signum is None:
                 per_edge = {key: (np.asarray(s.spike_counts.get(), dtype=np.int64),
                                   np.asarray(s.synop_counts.get(), dtype=np.int64),
-                                  np.asarray(s.payload_counts.get(), dtype=np.int64)) for key, s in synapses.items()}
+                                  np.asarray(s.payload_counts.get(), dtype=np.int64),
+                                  int(s.payload_peak.get()[0])) for key, s in synapses.items()}
             stop_called = True
             source.stop()
         except BaseException:
@@ -238,7 +242,7 @@ def _gather_counts(spec: NetworkSpec, geo, depth, per_edge,
         if edge.payload == "analog":  # T x the real taps, or once per inference with input_mode "bias"
             counts[dst].input_macs += analog_input_macs(spec, geo, edge)
             continue
-        spk, ops, payloads = per_edge[(src, dst)]
+        spk, ops, payloads, _peak = per_edge[(src, dst)]
         window = slice(depth[src], depth[src] + t_steps)
         c = counts[dst]
         c.input_spikes += int(spk[window].sum())
@@ -262,6 +266,18 @@ def _gather_counts(spec: NetworkSpec, geo, depth, per_edge,
             c.spikes = int(emitted[layer.name][0].sum())
             c.payload_sum = int(emitted[layer.name][1].sum())
     return counts
+
+
+def check_payloads(layer: LayerSpec, peak: int) -> None:
+    """Refuse a run whose layer sent a payload wider than its message (lava-nc's graded processes do not clip, the
+    reference engine and the training module refuse it in the step: the engines must not differ silently)."""
+    neuron = layer.neuron
+    if neuron is None or neuron.payload_bits == 1:
+        return
+    limit = neuron.payload_limit
+    if peak > limit:
+        raise SpikeRegError(f"layer {layer.name!r} sent a payload of {peak}, beyond its {neuron.payload_bits}-bit "
+                            f"message (at most {limit})")
 
 
 def message_bits(edge: Edge, accepted: int) -> int:

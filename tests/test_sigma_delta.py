@@ -192,3 +192,45 @@ def test_unet_payload_for_payload_in_training_module_engine_and_lava(sd_model):
     else:  # sigma integrates the current every step: the activation ramps, a delta about every step
         enc0 = np.stack(ref.spikes["enc0"])
         assert (enc0[1:] != 0).sum() > (enc0[0] != 0).sum()
+
+
+# -- the tools end to end --------------------------------------------------------------------------------------
+@pytest.mark.lava
+def test_tools_run_an_sdnn_unet_and_refuse_payloads_beyond_the_message(tmp_path, capsys):
+    """export --check, simulate (both engines: the same counts), energy; a payload too wide for its 16-bit message
+    is one line, exit 2, in both engines (lava-nc's processes do not clip: the builder checks what they sent)."""
+    import json
+
+    from test_simulate_cli import _pair
+
+    from spikereg_deploy.cli import energy_cli, export_cli, simulate_cli
+    from spikereg_deploy.export.writer import write_net
+
+    model = seeded_model(UNetConfig(encoder=(4, 8, 8), decoder=(8, 4, 4), time_steps=1, neuron_model="SDNN",
+                                    input_mode="bias", threshold=0.05), seed=1)
+    fixed, moving = _pair(tmp_path)
+    wide = tmp_path / "wide.net"  # random weights: dec0 sends a payload of 34744
+    write_net(wide, model.spec, model.integer_weights(), (16, 16, 16))
+    for engine in ("reference", "lava"):
+        capsys.readouterr()
+        assert simulate_cli.main([str(wide), "--fixed", fixed, "--moving", moving, "-o", str(tmp_path / engine),
+                                  "--engine", engine]) == 2
+        err = capsys.readouterr().err.strip()  # found during the run: after the progress lines, one error line
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "Traceback" not in err and "34744" in errors[0] and "16-bit" in errors[0], err
+    path = tmp_path / "sd.net"
+    write_net(path, model.spec, {k: (w // 8) * 2 for k, w in model.integer_weights().items()}, (16, 16, 16))
+    assert export_cli.main(["--check", str(path)]) == 0
+    assert "(SDNN, activation=relu, messageBits=16)" in capsys.readouterr().out
+    reports = {}
+    for engine in ("reference", "lava"):
+        out = tmp_path / f"ok-{engine}"
+        assert simulate_cli.main([str(path), "--fixed", fixed, "--moving", moving, "-o", str(out), "--engine",
+                                  engine]) == 0
+        reports[engine] = json.loads((out / "report.json").read_text())
+    keys = ("spikes", "graded_synops", "payload_sum", "input_macs", "synops", "payload_bits")
+    rows = {engine: [{k: row[k] for k in keys} for row in r["layers"]] for engine, r in reports.items()}
+    assert rows["lava"] == rows["reference"] and rows["lava"][0]["spikes"] > 100
+    assert energy_cli.main([str(tmp_path / "ok-lava" / "report.json"), "--net", str(path), "-o",
+                            str(tmp_path / "e")]) == 0
+    assert (tmp_path / "e" / "energy.json").exists()

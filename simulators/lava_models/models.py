@@ -78,6 +78,7 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
     spike_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
     synop_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
     payload_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    payload_peak: np.ndarray = LavaPyType(np.ndarray, np.int64)
     integer = True
 
     def __init__(self, proc_params) -> None:
@@ -122,6 +123,8 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
         self.a_out.send(self.pending.popleft())
         s_in = self.s_in.recv()
         t = self.time_step - 1
+        if not self.analog and s_in.size:
+            self.payload_peak[0] = max(int(self.payload_peak[0]), int(np.abs(s_in).max()))
         if not self.analog and t < self.spike_counts.shape[0]:
             spikes = s_in != 0  # events: spikes, or graded spikes with a nonzero payload
             self.spike_counts[t] = int(spikes.sum())

@@ -31,10 +31,11 @@ class Conv3dSynapse(AbstractProcess):
 
     `spike_counts[t-1]` / `synop_counts[t-1]` / `payload_counts[t-1]`: events received at step t (spikes, or graded
     spikes with a nonzero payload), the synapses they reach (exact fan-out, border- and stride-aware) and the sum of
-    their payloads. An analog edge's current is shifted left by `analog_shift`, the receiving neuron model's
-    `analog_input_shift`. Recorded inputs are bit-packed spikes, or the payloads themselves (int32) when `graded`. For
-    the analog input edge no spikes exist; the counters stay 0 and the layer's cost is MACs (accounted by the
-    builder).
+    their |payloads|; `payload_peak` the largest |payload| of the whole run (checked against the source's message
+    width after the run: lava-nc's graded processes do not clip). An analog edge's current is shifted left by
+    `analog_shift`, the receiving neuron model's `analog_input_shift`. Recorded inputs are bit-packed spikes, or the
+    payloads themselves (int32) when `graded`. For the analog input edge no spikes exist; the counters stay 0 and the
+    layer's cost is MACs (accounted by the builder).
     """
 
     def __init__(self, *, in_shape: tuple[int, ...], out_shape: tuple[int, ...], weight: np.ndarray, kind: str,
@@ -50,6 +51,7 @@ class Conv3dSynapse(AbstractProcess):
         self.spike_counts = Var(shape=(num_steps,), init=0)
         self.synop_counts = Var(shape=(num_steps,), init=0)
         self.payload_counts = Var(shape=(num_steps,), init=0)
+        self.payload_peak = Var(shape=(1,), init=0)  # largest |payload| received in any step
 
 
 class ReadoutAccumulator(AbstractProcess):

@@ -112,6 +112,11 @@ class NeuronModel(ABC):
         """The same model with another threshold mantissa (conversion calibrates thresholds layer by layer)."""
         return dataclasses.replace(self, vth_mant=vth_mant)  # type: ignore[type-var]
 
+    @property
+    def payload_limit(self) -> int:
+        """The largest payload one event carries: 1 for a spike, 2^payload_bits - 1 unsigned (signed models: less)."""
+        return (1 << self.payload_bits) - 1
+
     # -- NetX ------------------------------------------------------------------------------------------------
     def to_netx_fields(self) -> dict[str, Any]:
         """`neuron/` datasets as plain Python values, `type` first (the writer picks the HDF5 dtypes)."""
