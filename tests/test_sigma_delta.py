@@ -234,3 +234,20 @@ def test_tools_run_an_sdnn_unet_and_refuse_payloads_beyond_the_message(tmp_path,
     assert energy_cli.main([str(tmp_path / "ok-lava" / "report.json"), "--net", str(path), "-o",
                             str(tmp_path / "e")]) == 0
     assert (tmp_path / "e" / "energy.json").exists()
+
+
+@pytest.mark.lava
+def test_floating_pt_is_the_same_dynamics_in_float(small_config):
+    """lava-nc's float SigmaDelta (exponents 0, threshold and bias in a_in / 64 units) tracks the integers: it only
+    skips the floor of the payload, so with input as bias (one delta per neuron) the displacement differs by 0.1 %."""
+    from spikereg_deploy.engine import IntegerNetwork
+    from spikereg_deploy.simulators.lava_builder import run_lava
+
+    config = dataclasses.replace(small_config, neuron_model="SDNN", threshold=0.05, input_mode="bias", time_steps=2)
+    model = seeded_model(config, seed=3)
+    weights = {name: (w // 4) * 2 for name, w in model.integer_weights().items()}
+    image = np.random.default_rng(2).random((2, 8, 8, 12)).astype(np.float32)
+    exact = IntegerNetwork(model.spec, weights).run(image).displacement
+    floating = run_lava(model.spec, weights, image, tag="floating_pt", progress=False).displacement
+    assert np.abs(exact).max() > 10
+    assert np.linalg.norm(floating - exact) / np.linalg.norm(exact) < 0.01
