@@ -113,9 +113,13 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
     return final.eval(), report
 
 
-#: The largest activation (float value) a sigma-delta layer is scaled to: 2^12 payload units per value and 16-bit
-#: messages hold 8, so a teacher's clip maps to 2 and activations up to 4 x their clip still fit.
+#: The largest value a teacher's clip maps to in a sigma-delta layer (2^12 payload units per value; 16-bit messages
+#: hold 8).
 SD_ACTIVATION_MAX = 2.0
+#: ... and the largest the layer's calibration peak may map to. The SNN has no clip (lava-nc's SigmaDelta has
+#: none): it computes the teacher's ReLU network unclipped, whose peaks can lie far above the clips, so each scale
+#: also keeps the unclipped teacher's peak on the calibration images at half the 16-bit message.
+SD_PEAK = 4.0
 #: The delta threshold as a fraction of the teacher's quantization step clip / L. QCFS rounds to the nearest step
 #: (its shift, +1/2); a sigma-delta ReLU sends its activation exactly once it reaches the threshold, so half a step
 #: is the threshold whose dead zone matches QCFS's rounding to 0 (CUBA-MT's half-threshold start is the same shift).
@@ -128,8 +132,9 @@ def _convert_sigma_delta(ann: AnnUNet, calibration: torch.Tensor, percentile: fl
                          snn_config: UNetConfig) -> tuple[SpikingUNet, list[LayerConversion]]:
     """Sigma-delta (SDNN) conversion: payloads carry activation values (not rates), so each layer's weights take its
     sources in their own scale (the source's normalised activation a / lambda times its scale s), and the layer's
-    activation is s x a / lambda, s filling the 8-bit weights but at most `SD_ACTIVATION_MAX`; lambda is the teacher's
-    clip (QCFS) or activation percentile. The threshold is `SD_THRESHOLD_STEP` x the teacher's step s / L.
+    activation is s x a / lambda, s filling the 8-bit weights but at most `SD_ACTIVATION_MAX` and `SD_PEAK` over the
+    unclipped teacher's peak; lambda is the teacher's clip (QCFS) or activation percentile. The threshold is
+    `SD_THRESHOLD_STEP` x the teacher's step s / L.
 
     The readout: payloads are values x 2^12, weights mantissas (x 64), so the readout's sum over T is
     2^18 x W a summed over the steps' deltas: the last activation once in input_mode "bias" (all deltas of a static
@@ -142,6 +147,10 @@ def _convert_sigma_delta(ann: AnnUNet, calibration: torch.Tensor, percentile: fl
     ann.eval()
     with torch.no_grad():
         target_disp, acts = ann(calibration, return_activations=True)
+        unclipped = {spec.input_layer.name: calibration}  # what the sigma-delta ReLUs compute: no clip, no floor
+        for layer in (layer for layer in spec.layers[1:] if layer.kind != "readout"):
+            z = ann.convs[layer.name](torch.cat([unclipped[s] for s in layer.inputs], dim=1))
+            unclipped[layer.name] = torch.relu(z)
     lam = {spec.input_layer.name: 1.0}
     scale = {spec.input_layer.name: 1.0}  # the SNN's input to the first layer is the image itself (the bias)
     for name, a in acts.items():
@@ -163,7 +172,8 @@ def _convert_sigma_delta(ann: AnnUNet, calibration: torch.Tensor, percentile: fl
                 snn.config = replace(snn.config, readout_gain=gain * steps / payload_unit)
                 continue
             w /= lam[layer.name]
-            scale[layer.name] = min(WEIGHT_FILL / float(w.abs().max()), SD_ACTIVATION_MAX)
+            peak = float(unclipped[layer.name].max()) / lam[layer.name]
+            scale[layer.name] = min(WEIGHT_FILL / float(w.abs().max()), SD_ACTIVATION_MAX, SD_PEAK / max(peak, 1e-6))
             snn.synapses[layer.name].weight.copy_((w * scale[layer.name]).float())
             mant = np.clip(np.floor(SD_THRESHOLD_STEP * scale[layer.name] / levels * WEIGHT_SCALE),
                            THRESHOLD_MANT_MIN, THRESHOLD_MANT_MAX)
