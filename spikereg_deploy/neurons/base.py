@@ -34,8 +34,9 @@ class NeuronParamError(SpikeRegError):
 class NeuronModel(ABC):
     """Interface of a neuron model; subclasses are frozen dataclasses whose fields are the model's parameters.
 
-    Every model so far has a threshold mantissa `vth_mant` (compared after `<< 6` against the voltage), a
-    `ref_delay` and a `graded` flag, the NetX fields `vThMant`, `refDelay`, `gradedSpike`.
+    Every model so far has a threshold mantissa `vth_mant` (compared after `<< 6` against the voltage; SDNN's delta
+    threshold after `<< 12`), a `ref_delay` and a `graded` flag, the NetX fields `vThMant`, `refDelay`,
+    `gradedSpike` (SDNN, lava-dl's, writes neither of the last two: it is always graded, without refractory period).
     """
 
     #: The NetX `neuron/type` string, the registry's key.
