@@ -118,3 +118,21 @@ def test_reference_and_lava_equal_stock_netx_payload_for_payload(sdnn) -> None:
     np.testing.assert_array_equal(_ours(sdnn["theirs"], sdnn["spikes"], "lava"), theirs)
     # the file the project writes runs identically in stock netx
     np.testing.assert_array_equal(_stock_netx(sdnn["ours"], sdnn["spikes"]), theirs)
+
+
+def test_simulate_cli_writes_the_payloads(sdnn, tmp_path) -> None:
+    """spikereg-simulate on the lava-dl file: output_spikes.npy holds the signed payloads, the report counts events."""
+    import json
+
+    from spikereg_deploy.cli import simulate_cli
+
+    np.save(tmp_path / "spikes.npy", sdnn["spikes"])
+    out = tmp_path / "out"
+    assert simulate_cli.main([str(sdnn["theirs"]), "--input", str(tmp_path / "spikes.npy"), "--engine", "reference",
+                              "-o", str(out)]) == 0
+    payloads = np.load(out / "output_spikes.npy")
+    np.testing.assert_array_equal(payloads, _ours(sdnn["theirs"], sdnn["spikes"], "reference"))
+    report = json.loads((out / "report.json").read_text())
+    assert report["outputs"]["output_spikes.npy"]["dtype"] == "int64" and (payloads < 0).any()
+    assert report["output_spikes"]["count"] == int((payloads != 0).sum()) == report["layers"][-1]["spikes"]
+    assert report["layers"][-1]["payload_sum"] == int(np.abs(payloads).sum())
