@@ -88,6 +88,9 @@ def test_payloads_beyond_the_message_and_states_beyond_int32_are_refused():
     assert "\n" not in str(err.value)
     with pytest.raises(SpikeRegError, match="beyond lava-nc's int32 sigma-delta registers"):
         SD.step(SD.init_state((1,), np), np.array([1 << 31]))
+    deep = (np.array([-(1 << 30) - 5]), np.zeros(1, np.int64), np.zeros(1, np.int64))  # sigma far below zero
+    with pytest.raises(SpikeRegError, match="beyond lava-nc's int32"):  # an input that only int64 holds
+        SD.step(deep, np.array([(1 << 31) + 10]))
 
 
 def test_unet_config_takes_sdnn_and_refuses_the_graded_keys():

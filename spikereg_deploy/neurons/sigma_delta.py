@@ -130,14 +130,16 @@ class SigmaDeltaNeuron(NeuronModel):
         delta = new_act - act + residue
         sent = xp.where(abs(delta) >= self.threshold_state, delta, xp.zeros_like(delta))
         payload = sent >> STATE_EXP
-        self._check_range(sigma, delta, payload)
+        self._check_range(sigma, delta, payload, a_in)
         return (sigma, new_act, delta - sent), payload
 
-    def _check_range(self, sigma: Any, delta: Any, payload: Any) -> None:
-        """Refuse integers lava-nc's int32 states or the message width could not hold (see the module docstring)."""
+    def _check_range(self, sigma: Any, delta: Any, payload: Any, a_in: Any) -> None:
+        """Refuse integers lava-nc's int32 states (and the int32 synaptic input its port receives) or the message
+        width could not hold (see the module docstring)."""
         if np.prod(tuple(sigma.shape)) == 0:
             return
-        state = max(int(abs(sigma).max()), int(abs(delta).max()))
+        synaptic = int(abs(a_in).max()) if hasattr(a_in, "max") else abs(int(a_in))
+        state = max(int(abs(sigma).max()), int(abs(delta).max()), synaptic)
         if state >= INT32_LIMIT:
             raise SpikeRegError(f"an SDNN state reached {state}, beyond lava-nc's int32 sigma-delta registers: "
                                 "lower the weights or the input")
