@@ -130,8 +130,11 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             synapses[(edge.src, edge.dst)] = syn
         # any process of the connected graph starts and stops the whole runtime
         wall, per_edge = _run_and_stop(source or readout or recorder, synapses, run_steps, tag, progress)
-        for (src, _dst), counters in per_edge.items():
+        for (src, dst), counters in per_edge.items():
             check_payloads(spec.layer(src), counters[3])
+            if counters[4] >= 1 << 31:  # the int32 port wrapped it; the engine's int64 sum did not
+                raise SpikeRegError(f"the synaptic input of layer {dst!r} reached {counters[4]}, beyond the "
+                                    "int32 ports of the Lava processes")
         readout_sum = np.load(work / "readout.npy") if spec.has_readout else None
         output_spikes, emitted = None, {}
         if recorder is not None:
@@ -195,7 +198,8 @@ def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
                 per_edge = {key: (np.asarray(s.spike_counts.get(), dtype=np.int64),
                                   np.asarray(s.synop_counts.get(), dtype=np.int64),
                                   np.asarray(s.payload_counts.get(), dtype=np.int64),
-                                  int(s.payload_peak.get()[0])) for key, s in synapses.items()}
+                                  int(s.payload_peak.get()[0]), int(s.current_peak.get()[0]))
+                            for key, s in synapses.items()}
             stop_called = True
             source.stop()
         except BaseException:
@@ -242,7 +246,7 @@ def _gather_counts(spec: NetworkSpec, geo, depth, per_edge,
         if edge.payload == "analog":  # T x the real taps, or once per inference with input_mode "bias"
             counts[dst].input_macs += analog_input_macs(spec, geo, edge)
             continue
-        spk, ops, payloads, _peak = per_edge[(src, dst)]
+        spk, ops, payloads, _peak, _current = per_edge[(src, dst)]
         window = slice(depth[src], depth[src] + t_steps)
         c = counts[dst]
         c.input_spikes += int(spk[window].sum())

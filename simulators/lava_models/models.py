@@ -79,6 +79,7 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
     synop_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
     payload_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
     payload_peak: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    current_peak: np.ndarray = LavaPyType(np.ndarray, np.int64)
     integer = True
 
     def __init__(self, proc_params) -> None:
@@ -104,6 +105,8 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
             total = synaptic_sum(self.layer, x, self.weight, self.dtype)
             if self.analog:
                 total = fx.analog_current(total, self.proc_params["analog_shift"])
+            if total.numel():
+                self.current_peak[0] = max(int(self.current_peak[0]), int(total.abs().max()))
             return total.numpy().astype(np.int32)
         xin = x.to(self.dtype)[None]
         if self.layer.kind == "convT":

@@ -32,7 +32,8 @@ class Conv3dSynapse(AbstractProcess):
     `spike_counts[t-1]` / `synop_counts[t-1]` / `payload_counts[t-1]`: events received at step t (spikes, or graded
     spikes with a nonzero payload), the synapses they reach (exact fan-out, border- and stride-aware) and the sum of
     their |payloads|; `payload_peak` the largest |payload| of the whole run (checked against the source's message
-    width after the run: lava-nc's graded processes do not clip). An analog edge's current is shifted left by
+    width after the run: lava-nc's graded processes do not clip), `current_peak` the largest |output| before the
+    int32 port (which would wrap it). An analog edge's current is shifted left by
     `analog_shift`, the receiving neuron model's `analog_input_shift`. Recorded inputs are bit-packed spikes, or the
     payloads themselves (int32) when `graded`. For the analog input edge no spikes exist; the counters stay 0 and the
     layer's cost is MACs (accounted by the builder).
@@ -52,6 +53,7 @@ class Conv3dSynapse(AbstractProcess):
         self.synop_counts = Var(shape=(num_steps,), init=0)
         self.payload_counts = Var(shape=(num_steps,), init=0)
         self.payload_peak = Var(shape=(1,), init=0)  # largest |payload| received in any step
+        self.current_peak = Var(shape=(1,), init=0)  # largest |synaptic sum| sent (before its int32 port)
 
 
 class ReadoutAccumulator(AbstractProcess):
