@@ -35,7 +35,7 @@ KEYS = ("variant", "neuron", "T", "input_mode", "teacher", "dice_mean", "dice_te
 #: Energy fields a row copies from `energy_at_accuracy` (event_cost_model: how graded events are priced).
 ENERGY_KEYS = ("spike_rate", "synops_measured", "graded_synops", "analog_macs", "ann_macs", "ratio_measured_45nm",
                "ratio_fp32_graded_bound_45nm", "event_cost_model", "loihi_energy_uj")
-GRADED_NEURONS = ("mt",)
+GRADED_NEURONS = ("mt", "sd")
 
 
 def meets_target(variant: Any, data: str, dice: float, teacher_dice: float, ratio: float) -> bool:
@@ -82,7 +82,7 @@ def plot(rows: list[dict[str, Any]], teachers: dict[tuple[str, str], float], pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    markers = {"cuba": "o", "if-sr": "s", "if-sr-half": "^", "mt": "D"}
+    markers = {"cuba": "o", "if-sr": "s", "if-sr-half": "^", "mt": "D", "sd": "P"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=False)
     for ax, data in zip(axes, ("embedded", "cross"), strict=True):
         for row in (r for r in rows if r["data"] == data):
@@ -108,7 +108,7 @@ def plot(rows: list[dict[str, Any]], teachers: dict[tuple[str, str], float], pat
         ax.set_xscale("log")
         ax.set_xlabel("E_ANN / E_SNN, measured counts, 45 nm proxy (log)")
         ax.set_ylabel(f"Dice ({data} pairs, measured)")
-        ax.set_title(f"{data}: marker = neuron (o cuba, s if-sr, ^ if-sr-half, D mt graded: int8-MAC cost, | its "
+        ax.set_title(f"{data}: marker = neuron (o cuba, s if-sr, ^ if-sr-half, D mt, P sd graded: int8-MAC cost, | its "
                      "fp32-MAC bound); blue = input as bias")
         ax.title.set_fontsize(8)
     fig.tight_layout()
