@@ -35,7 +35,7 @@ KEYS = ("variant", "neuron", "T", "input_mode", "teacher", "dice_mean", "dice_te
 #: Energy fields a row copies from `energy_at_accuracy` (event_cost_model: how graded events are priced).
 ENERGY_KEYS = ("spike_rate", "synops_measured", "graded_synops", "analog_macs", "ann_macs", "ratio_measured_45nm",
                "ratio_fp32_graded_bound_45nm", "event_cost_model", "loihi_energy_uj")
-GRADED_NEURONS = ("mt",)
+GRADED_NEURONS = ("mt", "sd")
 
 
 def meets_target(variant: Any, data: str, dice: float, teacher_dice: float, ratio: float) -> bool:
@@ -82,7 +82,7 @@ def plot(rows: list[dict[str, Any]], teachers: dict[tuple[str, str], float], pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    markers = {"cuba": "o", "if-sr": "s", "if-sr-half": "^", "mt": "D"}
+    markers = {"cuba": "o", "if-sr": "s", "if-sr-half": "^", "mt": "D", "sd": "P"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=False)
     for ax, data in zip(axes, ("embedded", "cross"), strict=True):
         for row in (r for r in rows if r["data"] == data):
@@ -109,7 +109,7 @@ def plot(rows: list[dict[str, Any]], teachers: dict[tuple[str, str], float], pat
         ax.set_xlabel("E_ANN / E_SNN, measured counts, 45 nm proxy (log)")
         ax.set_ylabel(f"Dice ({data} pairs, measured)")
         ax.set_title(f"{data} pairs", fontsize=9)
-    fig.suptitle("marker = neuron: o cuba, s if-sr, ^ if-sr-half, D mt (graded; its events priced as 8-bit integer "
+    fig.suptitle("marker = neuron: o cuba, s if-sr, ^ if-sr-half, D mt, P sd (graded; their events priced as integer "
                  "MACs, the line ending | at the fp32-MAC bound); blue = input as bias, orange = analog input",
                  fontsize=8)
     fig.tight_layout()

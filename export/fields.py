@@ -130,7 +130,9 @@ def read_neuron(layer: Fields) -> NeuronModel:
         neuron.fail(f"unsupported {neuron_type} neuron field(s) {', '.join(unknown)}")
     values: dict[str, Any] = {"type": neuron_type}
     for key, (_param, kind) in model.netx_fields.items():
-        values[key] = neuron.flag(key) if kind is bool else neuron.int(key)
+        if key in model.netx_defaults and not neuron.has(key):
+            continue  # an optional field the file omits: the model's default (lava-dl's)
+        values[key] = neuron.flag(key) if kind is bool else neuron.text(key) if kind is str else neuron.int(key)
     try:
         return model.from_netx_fields(values, neuron.where)
     except NetFormatError as err:

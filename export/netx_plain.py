@@ -39,8 +39,10 @@ PLAIN_FIELDS: dict[str, frozenset[str]] = {
 }
 #: T written into a plain file's description until a run gives its own (netx files carry no T).
 PLAIN_DEFAULT_T = 16
-#: Neuron types stock netx (lava-dl 0.6) builds; the registry's extensions (IF, CUBA-SR) it does not know.
-STOCK_NEURON_TYPES = ("CUBA",)
+#: Neuron types stock netx (lava-dl 0.6) builds; the registry's extensions (IF, CUBA-SR, CUBA-MT) it does not know.
+#: SDNN is read as lava-dl writes it (type, activation, vThMant; messageBits optional, 16 by default), for conv and
+#: dense layers; netx's sigma-delta *input* layer (a `Delta` neuron on the input) is not (see `read_plain`).
+STOCK_NEURON_TYPES = ("CUBA", "SDNN")
 
 
 def spec_for_run(spec: NetworkSpec, time_steps: int, input_mode: str) -> NetworkSpec:
@@ -186,4 +188,4 @@ def stock_netx_verdict(loaded: LoadedNet) -> str:
                       if layer.neuron is not None and layer.neuron.netx_type not in STOCK_NEURON_TYPES})
     if unknown:
         return (f"stock netx: cannot read this file (neuron type(s) {', '.join(unknown)} are spikereg extensions)")
-    return "stock netx: can read this file (plain NetX: input, conv, flatten, dense, CUBA neurons)"
+    return "stock netx: can read this file (plain NetX: input, conv, flatten, dense, CUBA or SDNN neurons)"

@@ -77,8 +77,8 @@ def simulate_array_to_folder(spec: NetworkSpec, weights: dict[str, np.ndarray], 
                              input_shape: tuple[int, int, int], out: str | Path, *, max_memory: str | int,
                              engine: str = "lava", tag: str = "fixed_pt", meta: dict[str, Any] | None = None,
                              progress: bool = True) -> dict[str, Any]:
-    """Run the array, write report.json, output_spikes.npy ((C, H, W, T) or (N, T) bool) and rates.png into `out`
-    (all or none); return the report."""
+    """Run the array, write report.json, output_spikes.npy ((C, H, W, T) or (N, T) bool; graded layers: int64
+    payloads) and rates.png into `out` (all or none); return the report."""
     import torch
 
     out = Path(out)
@@ -99,7 +99,7 @@ def simulate_array_to_folder(spec: NetworkSpec, weights: dict[str, np.ndarray], 
         with atomic_file(staging / "output_spikes.npy", suffix=".npy") as tmp, open(tmp, "wb") as handle:
             np.save(handle, spikes)
         report["outputs"] = {"output_spikes.npy": {"layer": spec.readout.name, "shape": list(spikes.shape),
-                                                   "dtype": "bool"}}
+                                                   "dtype": str(spikes.dtype)}}  # graded: int64 payloads
         sim.write_json(staging / "report.json", report)
         sim.plot_rates(report, staging / "rates.png")
     return report

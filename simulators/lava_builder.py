@@ -21,9 +21,9 @@ import torch
 
 from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.counting import LayerCounts, analog_input_macs, edge_fanout, neuron_updates
-from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, max_abs_row_sum
+from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, analog_shift, max_abs_row_sum
 from spikereg_deploy.errors import SpikeRegError
-from spikereg_deploy.network import Edge, NetworkSpec
+from spikereg_deploy.network import Edge, LayerSpec, NetworkSpec
 from spikereg_deploy.neurons.base import check_lava_tag
 from spikereg_deploy.signals import deferred_signals, descendant_pids, kill_pids
 
@@ -119,6 +119,7 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 in_shape=(spec.channels_of(edge.src), *geo[edge.src].out_shape),
                 out_shape=(dst.out_channels, *geo[dst.name].out_shape), weight=w, kind=dst.kind, stride=dst.stride,
                 padding=dst.padding, output_padding=dst.output_padding, delay=edge.delay, analog=analog,
+                analog_shift=analog_shift(dst),
                 fanout=edge_fanout(spec, geo, edge), num_steps=run_steps,
                 exact_float64=bound * ((1 << edge.payload_bits) - 1) >= FLOAT32_EXACT,
                 record_path=str(work / f"spikes_{edge.src}.npy") if record else "", graded=edge.payload == "graded",
@@ -129,6 +130,11 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             synapses[(edge.src, edge.dst)] = syn
         # any process of the connected graph starts and stops the whole runtime
         wall, per_edge = _run_and_stop(source or readout or recorder, synapses, run_steps, tag, progress)
+        for (src, dst), counters in per_edge.items():
+            check_payloads(spec.layer(src), counters[3])
+            if counters[4] >= 1 << 31:  # the int32 port wrapped it; the engine's int64 sum did not
+                raise SpikeRegError(f"the synaptic input of layer {dst!r} reached {counters[4]}, beyond the "
+                                    "int32 ports of the Lava processes")
         readout_sum = np.load(work / "readout.npy") if spec.has_readout else None
         output_spikes, emitted = None, {}
         if recorder is not None:
@@ -137,7 +143,8 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             steps_all = _recorded_steps(work / "output.npy", shape, out.neuron.payload_bits > 1)
             aligned = steps_all[depth[out.name] - lead: depth[out.name] - lead + spec.time_steps]
             output_spikes = np.moveaxis(aligned.reshape(len(aligned), *shape), 0, -1)
-            emitted[out.name] = np.stack([(aligned != 0).sum(axis=1), aligned.sum(axis=1)]).astype(np.int64)
+            check_payloads(out, int(np.abs(steps_all).max(initial=0)))
+            emitted[out.name] = np.stack([(aligned != 0).sum(axis=1), np.abs(aligned).sum(axis=1)]).astype(np.int64)
         counts = _gather_counts(spec, geo, {name: d - lead for name, d in depth.items()}, per_edge, emitted)
         spikes = None
         if record_spikes:
@@ -190,7 +197,9 @@ def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
             if deferral.signum is None:
                 per_edge = {key: (np.asarray(s.spike_counts.get(), dtype=np.int64),
                                   np.asarray(s.synop_counts.get(), dtype=np.int64),
-                                  np.asarray(s.payload_counts.get(), dtype=np.int64)) for key, s in synapses.items()}
+                                  np.asarray(s.payload_counts.get(), dtype=np.int64),
+                                  int(s.payload_peak.get()[0]), int(s.current_peak.get()[0]))
+                            for key, s in synapses.items()}
             stop_called = True
             source.stop()
         except BaseException:
@@ -237,7 +246,7 @@ def _gather_counts(spec: NetworkSpec, geo, depth, per_edge,
         if edge.payload == "analog":  # T x the real taps, or once per inference with input_mode "bias"
             counts[dst].input_macs += analog_input_macs(spec, geo, edge)
             continue
-        spk, ops, payloads = per_edge[(src, dst)]
+        spk, ops, payloads, _peak, _current = per_edge[(src, dst)]
         window = slice(depth[src], depth[src] + t_steps)
         c = counts[dst]
         c.input_spikes += int(spk[window].sum())
@@ -261,6 +270,18 @@ def _gather_counts(spec: NetworkSpec, geo, depth, per_edge,
             c.spikes = int(emitted[layer.name][0].sum())
             c.payload_sum = int(emitted[layer.name][1].sum())
     return counts
+
+
+def check_payloads(layer: LayerSpec, peak: int) -> None:
+    """Refuse a run whose layer sent a payload wider than its message (lava-nc's graded processes do not clip, the
+    reference engine and the training module refuse it in the step: the engines must not differ silently)."""
+    neuron = layer.neuron
+    if neuron is None or neuron.payload_bits == 1:
+        return
+    limit = neuron.payload_limit
+    if peak > limit:
+        raise SpikeRegError(f"layer {layer.name!r} sent a payload of {peak}, beyond its {neuron.payload_bits}-bit "
+                            f"message (at most {limit})")
 
 
 def message_bits(edge: Edge, accepted: int) -> int:

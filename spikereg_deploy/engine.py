@@ -59,6 +59,11 @@ def max_abs_row_sum(weight: np.ndarray, layer: LayerSpec) -> int:
     return int(np.abs(weight).sum(axis=tuple(i for i in range(weight.ndim) if i != out_axis)).max(initial=0))
 
 
+def analog_shift(layer: LayerSpec) -> int:
+    """The analog current's shift into the layer's a_in units (its neuron model's; 0 for a readout)."""
+    return layer.neuron.analog_input_shift if layer.neuron is not None else 0
+
+
 def synaptic_sum(layer: LayerSpec, x: torch.Tensor, w: torch.Tensor, exact_dtype: torch.dtype) -> torch.Tensor:
     """Integer sum of weights x presynaptic values through a conv/transposed conv (exact in float)."""
     xin = x.to(exact_dtype)[None]
@@ -187,7 +192,7 @@ class IntegerNetwork:
                             continue
                         if key not in analog_current:
                             analog_current[key] = fx.analog_current(
-                                synaptic_sum(layer, src_out, torch_w[key], dtypes[key]))
+                                synaptic_sum(layer, src_out, torch_w[key], dtypes[key]), analog_shift(layer))
                         parts.append(analog_current[key])
                         c.input_macs += analog_macs_per_step(spec, geo, edge)  # every real tap, every step
                         continue
@@ -218,7 +223,7 @@ class IntegerNetwork:
                 per_voxel[layer.name] = events(spikes).sum(dim=0, dtype=torch.int32)
                 n_spk = emitted[layer.name] = int(per_voxel[layer.name].sum(dtype=torch.int64))
                 c.spikes += n_spk
-                c.payload_sum += int(spikes.sum(dtype=torch.int64))
+                c.payload_sum += int(spikes.abs().sum(dtype=torch.int64)) if spikes.dtype != torch.bool else n_spk
                 c.spikes_per_step.append(n_spk)
                 outputs[layer.name] = spikes
                 if recorded is not None:

@@ -89,9 +89,11 @@ def quantize_input(x: Any) -> Any:
     return scaled.clamp(0, INPUT_MAX).to(xp.int64)
 
 
-def analog_current(weighted_sum: Any) -> Any:
-    """Integer current of the analog first layer: sum(W * x_q) >> INPUT_SHIFT (arithmetic shift, floor)."""
-    return weighted_sum >> INPUT_SHIFT
+def analog_current(weighted_sum: Any, shift: int = 0) -> Any:
+    """Integer current of the analog first layer: sum(W * x_q) >> INPUT_SHIFT (arithmetic shift, floor), then
+    `<< shift`, the receiving neuron model's `analog_input_shift` (0 but for sigma-delta, whose a_in is in
+    payload units 2^12 finer than a binary spike's: it takes the current as its bias would be taken)."""
+    return (weighted_sum >> INPUT_SHIFT) * (1 << shift)
 
 
 def input_bias_mantissa(current: Any, layer: str) -> Any:

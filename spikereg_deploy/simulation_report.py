@@ -29,7 +29,7 @@ UNITS = {
     "graded_synops": "graded synaptic events: each arriving graded spike (nonzero payload) x the synapses it reaches, "
                      "over T steps; a weight x payload multiply-accumulate each (measured)",
     "payload_bits": "bits of the payload this layer's neurons send (1: binary spikes; from the network description)",
-    "payload_sum": "sum of the payloads this layer sent over T steps (= spikes for binary neurons; measured)",
+    "payload_sum": "sum of |payload| this layer sent over T steps (= spikes for binary neurons; measured)",
     "neuron_updates": "compartment updates over T steps: neurons x T (measured)",
     "input_mode": "how the analog input reaches the first layer: analog (a synapse every step) or bias (once)",
     "wall_time_s": "seconds (measured)",
@@ -100,6 +100,7 @@ def _outcome(spec: NetworkSpec, disp: np.ndarray | None, output_spikes: np.ndarr
         return {"displacement": {"max_abs": float(np.abs(disp).max()),
                                  "mean_magnitude": float(np.sqrt((disp ** 2).sum(axis=0)).mean())}}
     if output_spikes is not None:  # a network that ends in spikes (plain NetX): its output is spikes, not a field
-        return {"output_spikes": {"layer": spec.readout.name, "count": int(output_spikes.sum()),
-                                  "per_neuron": output_spikes.reshape(-1, t).sum(axis=1).tolist()}}
+        events = output_spikes != 0  # graded outputs (signed for sigma-delta): events are the nonzero payloads
+        return {"output_spikes": {"layer": spec.readout.name, "count": int(events.sum()),
+                                  "per_neuron": events.reshape(-1, t).sum(axis=1).tolist()}}
     return {}

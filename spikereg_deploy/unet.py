@@ -78,7 +78,7 @@ class UNetConfig:
             raise SpikeRegError(f"input_mode must be one of {', '.join(REGISTRATION_INPUT_MODES)}, "
                                 f"got {self.input_mode!r}")
         if self.input_mode == "bias" and not model.supports_bias:
-            raise SpikeRegError(f"input_mode 'bias' needs a neuron model with a bias (CUBA, IF or CUBA-SR), "
+            raise SpikeRegError(f"input_mode 'bias' needs a neuron model with a bias (CUBA, IF, CUBA-SR or SDNN), "
                                 f"not {self.neuron_model}")
         if self.activation not in ACTIVATIONS:
             raise SpikeRegError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")

@@ -35,12 +35,12 @@ IF_TRACE = [
 
 # -- registry and parameters -------------------------------------------------------------------------------
 def test_registry_lookup_and_unknown_type():
-    assert NEURON_TYPES == ("CUBA", "IF", "CUBA-SR", "CUBA-MT")
+    assert NEURON_TYPES == ("CUBA", "IF", "CUBA-SR", "CUBA-MT", "SDNN")
     assert neuron_model("CUBA") is CubaNeuron and neuron_model("IF") is IfNeuron
     assert NeuronSpec is CubaNeuron  # the historical name still works
     for model in (CubaNeuron, IfNeuron):
         assert issubclass(model, NeuronModel) and model.payload_bits == 1 and model.event_cost == "add"
-    with pytest.raises(SpikeRegError, match=r"unknown neuron type 'LIF' \(known: CUBA, IF, CUBA-SR, CUBA-MT\)"):
+    with pytest.raises(SpikeRegError, match=r"unknown neuron type 'LIF' \(known: CUBA, IF, CUBA-SR, CUBA-MT, SDNN\)"):
         neuron_model("LIF")
 
 
@@ -240,7 +240,7 @@ def test_unknown_neuron_type_refused_in_one_line(tmp_path, small_config):
         read_net(path)
     message = str(err.value)
     assert "\n" not in message and message.startswith(path)
-    assert "layer/2/neuron: unsupported neuron type 'SigmaDelta' (known: CUBA, IF, CUBA-SR, CUBA-MT)" in message
+    assert "layer/2/neuron: unsupported neuron type 'SigmaDelta' (known: CUBA, IF, CUBA-SR, CUBA-MT, SDNN)" in message
 
 
 def test_if_net_with_a_cuba_field_or_bad_threshold_refused(tmp_path, if_model):

@@ -60,6 +60,8 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
     if build_unet_spec(snn_config).architecture_fingerprint() != spec.architecture_fingerprint():
         raise SpikeRegError("the SNN's architecture (encoder, decoder, kernels, channels) must be the teacher's")
     clips = ann.clips()
+    if registry.neuron_model(snn_config.neuron_model).netx_type == "SDNN":
+        return _convert_sigma_delta(ann, calibration, percentile, snn_config)
     snn_config = _with_payload_levels(snn_config, ann.config)
     levels = snn_config.max_payload if _graded(snn_config) else 1  # payload units per normalised activation
     clip_thresholds = registry.neuron_model(snn_config.neuron_model).subtractive_reset and (bool(clips) or levels > 1)
@@ -108,6 +110,83 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
             spikes = final(calibration).spikes
         # graded layers: the mean payload over L, the normalised activation it carries (comparable to the target)
         report = [replace(r, rate=float(spikes[r.name].mean()) / levels) for r in report]
+    _fit_readout_gain(final, calibration, target_disp)
+    return final.eval(), report
+
+
+#: The largest value a teacher's clip maps to in a sigma-delta layer (2^12 payload units per value; 16-bit messages
+#: hold 8).
+SD_ACTIVATION_MAX = 2.0
+#: ... and the largest the layer's calibration peak may map to. The SNN has no clip (lava-nc's SigmaDelta has
+#: none): it computes the teacher's ReLU network unclipped, whose peaks can lie far above the clips, so each scale
+#: also keeps the unclipped teacher's peak on the calibration images at half the 16-bit message.
+SD_PEAK = 4.0
+#: The delta threshold as a fraction of the teacher's quantization step clip / L. QCFS rounds to the nearest step
+#: (its shift, +1/2); a sigma-delta ReLU sends its activation exactly once it reaches the threshold, so half a step
+#: is the threshold whose dead zone matches QCFS's rounding to 0 (CUBA-MT's half-threshold start is the same shift).
+SD_THRESHOLD_STEP = 0.5
+#: A ReLU teacher has no levels: its sigma-delta thresholds are this fraction of the layer's scaled activation range.
+SD_RELU_LEVELS = 16
+
+
+def _convert_sigma_delta(ann: AnnUNet, calibration: torch.Tensor, percentile: float,
+                         snn_config: UNetConfig) -> tuple[SpikingUNet, list[LayerConversion]]:
+    """Sigma-delta (SDNN) conversion: payloads carry activation values (not rates), so each layer's weights take its
+    sources in their own scale (the source's normalised activation a / lambda times its scale s), and the layer's
+    activation is s x a / lambda, s filling the 8-bit weights but at most `SD_ACTIVATION_MAX` and `SD_PEAK` over the
+    unclipped teacher's peak; lambda is the teacher's clip (QCFS) or activation percentile. The threshold is
+    `SD_THRESHOLD_STEP` x the teacher's step s / L.
+
+    The readout: payloads are values x 2^12, weights mantissas (x 64), so the readout's sum over T is
+    2^18 x W a summed over the steps' deltas: the last activation once in input_mode "bias" (all deltas of a static
+    input), T times it in "analog" (sigma integrates the current every step). displacement = readout_sum x
+    readout_scale / T, readout_scale = gain / 64, so the gain is the weights' gain x T / 2^12 (bias) or / 2^12
+    (analog); the least-squares fit to the teacher then refines it, as for every neuron.
+    """
+    spec, clips = ann.spec, ann.clips()
+    levels = ann.config.activation_levels if ann.config.activation == "qcfs" else SD_RELU_LEVELS
+    ann.eval()
+    with torch.no_grad():
+        target_disp, acts = ann(calibration, return_activations=True)
+        unclipped = {spec.input_layer.name: calibration}  # what the sigma-delta ReLUs compute: no clip, no floor
+        for layer in (layer for layer in spec.layers[1:] if layer.kind != "readout"):
+            z = ann.convs[layer.name](torch.cat([unclipped[s] for s in layer.inputs], dim=1))
+            unclipped[layer.name] = torch.relu(z)
+    lam = {spec.input_layer.name: 1.0}
+    scale = {spec.input_layer.name: 1.0}  # the SNN's input to the first layer is the image itself (the bias)
+    for name, a in acts.items():
+        if name != spec.input_layer.name:
+            lam[name] = clips[name] if clips else percentile_of(a, percentile)
+    snn = SpikingUNet(snn_config)
+    report: list[LayerConversion] = []
+    thresholds: dict[str, float] = {}
+    payload_unit = float(1 << 12)
+    with torch.no_grad():
+        for layer in spec.layers[1:]:
+            w = ann.convs[layer.name].weight.detach().double().clone()
+            for edge in spec.edges_into(layer.name):
+                w[spec.edge_weight_slice(edge)] *= lam[edge.src] / scale[edge.src]
+            if layer.kind == "readout":
+                gain = float(w.abs().max()) / WEIGHT_FILL
+                snn.synapses[layer.name].weight.copy_((w / gain).float())
+                steps = snn_config.time_steps if snn_config.input_mode == "bias" else 1
+                snn.config = replace(snn.config, readout_gain=gain * steps / payload_unit)
+                continue
+            w /= lam[layer.name]
+            peak = float(unclipped[layer.name].max()) / lam[layer.name]
+            scale[layer.name] = min(WEIGHT_FILL / float(w.abs().max()), SD_ACTIVATION_MAX, SD_PEAK / max(peak, 1e-6))
+            snn.synapses[layer.name].weight.copy_((w * scale[layer.name]).float())
+            mant = np.clip(np.floor(SD_THRESHOLD_STEP * scale[layer.name] / levels * WEIGHT_SCALE),
+                           THRESHOLD_MANT_MIN, THRESHOLD_MANT_MAX)
+            thresholds[layer.name] = float(mant) / WEIGHT_SCALE
+            target = float(acts[layer.name].div(lam[layer.name]).clamp(0, 1).mean())
+            report.append(LayerConversion(layer.name, lam[layer.name], scale[layer.name], thresholds[layer.name],
+                                          target, float("nan")))
+    final = SpikingUNet(replace(snn.config, thresholds=thresholds))
+    final.load_integer_weights(snn.integer_weights())
+    with torch.no_grad():  # "rate": the layer's mean payload per neuron and step, in its normalised activation
+        spikes = final(calibration).spikes
+    report = [replace(r, rate=float(spikes[r.name].sum(-1).mean()) / payload_unit / r.weight_scale) for r in report]
     _fit_readout_gain(final, calibration, target_disp)
     return final.eval(), report
 

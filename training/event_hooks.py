@@ -56,7 +56,7 @@ def counts_from_spikes(spec: NetworkSpec, geo: Mapping[str, LayerGeometry],
             out = spikes[layer.name]
             c.spikes_per_step = [int(s) for s in events(out).sum(dim=(0, 1, 2, 3))]
             c.spikes = sum(c.spikes_per_step)
-            c.payload_sum = int(out.double().sum().round())
+            c.payload_sum = int(out.double().abs().sum().round())
         per_step = {"binary": np.zeros(t_steps, dtype=np.int64), "graded": np.zeros(t_steps, dtype=np.int64)}
         for edge in spec.edges_into(layer.name):
             if edge.payload == "analog":

@@ -1,6 +1,8 @@
 """Registration losses: local NCC (window 9), diffusion regularisation, spike-rate sparsity; differentiable warping."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 
@@ -47,9 +49,13 @@ def diffusion(disp: torch.Tensor) -> torch.Tensor:
     return (dz.pow(2).mean() + dy.pow(2).mean() + dx.pow(2).mean()) / 3
 
 
-def spike_rate(spikes: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean spike rate over all spiking neurons and steps (a differentiable surrogate through SLAYER's spikes)."""
-    total = sum(s.sum() for s in spikes.values())
+def spike_rate(spikes: dict[str, torch.Tensor], units: Mapping[str, float] | None = None) -> torch.Tensor:
+    """Mean spike rate over all spiking neurons and steps (a differentiable surrogate through SLAYER's spikes).
+    Layers in `units` (sigma-delta: signed payloads, `payload_unit` = 2^12 of them to a unit of activation) count
+    |payload| / unit, the mean |delta| (an L1 on the deltas); the others their outputs as they are (abs would cut
+    the surrogate gradient of a spike at 0)."""
+    units = units or {}
+    total = sum(s.abs().sum() / units[name] if name in units else s.sum() for name, s in spikes.items())
     count = sum(s.numel() for s in spikes.values())
     return total / count
 

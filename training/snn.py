@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from spikereg_deploy import fixed_point as fx
+from spikereg_deploy.engine import analog_shift
 from spikereg_deploy.network import NetworkSpec
 from spikereg_deploy.quantization import threshold_mantissa
 from spikereg_deploy.unet import UNetConfig, build_unet_spec
@@ -65,11 +66,13 @@ class SpikingUNet(torch.nn.Module):
         """First-layer current: exact Loihi integers forward, the float conv's gradient (times `gain`) backward."""
         syn = self.synapses[name]
         w = syn.quantized_weight()
-        smooth = syn.conv(image, w) if gain is None else syn.conv(image, w) * gain
+        # into the neuron model's a_in units (sigma-delta: 2^12); a bias is the current as it is (bias mantissas)
+        shift = 0 if self._biased(name) else analog_shift(self.spec.layer(name))
+        smooth = syn.conv(image, w) * (1 << shift) if gain is None else syn.conv(image, w) * gain * (1 << shift)
         with torch.no_grad():
             payload = fx.quantize_input(image.double())
             total = syn.conv(payload.double(), (w.double() * fx.WEIGHT_SCALE).round())
-            exact = fx.analog_current(total.round().to(torch.int64)).to(smooth.dtype) / fx.WEIGHT_SCALE
+            exact = fx.analog_current(total.round().to(torch.int64), shift).to(smooth.dtype) / fx.WEIGHT_SCALE
         return smooth + (exact - smooth).detach()
 
     def _reconfigure(self, **changes: object) -> None:

@@ -185,6 +185,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         model = build_model(cfg, log)
     model.train()
     log_gain = torch.nn.Parameter(torch.zeros(()))  # readout gain = gain at this step's start x exp(log_gain)
+    if isinstance(model, SpikingUNet) and cfg.threshold_lr and model.config.neuron_model == "SDNN":
+        raise SpikeRegError("threshold_lr: a learned threshold scales the input of a rate-coded neuron; a sigma-delta "
+                            "threshold is not such a scale (lava-dl learns none by default): set threshold_lr = 0")
     probes = LearnedThresholds(model) if isinstance(model, SpikingUNet) and cfg.threshold_lr else None
     groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
     if isinstance(model, SpikingUNet) and cfg.gain_lr:
@@ -266,7 +269,9 @@ def _batch_loss(model: AnnUNet | SpikingUNet, fixed: torch.Tensor, moving: torch
                 log_gain.zero_()  # the model holds the gain; this parameter carries one step's change
             disp = disp * torch.exp(log_gain)
         loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window)
-        rate = spike_rate(result.spikes)
+        units = {name: unit for name in result.spikes
+                 if (unit := getattr(model.spec.layer(name).neuron, "payload_unit", 1)) != 1}
+        rate = spike_rate(result.spikes, units)
         loss = loss + cfg.sparsity_weight * rate
         parts["spike_rate"] = float(rate)
         if teacher is not None and cfg.distill_weight:

@@ -6,7 +6,10 @@ conversion levers of the literature (docs/hardware-facts.md, "Soft-reset neurons
 - `if-sr`: CUBA-SR as an IF neuron (iDecay 4096, vDecay 0), reset by subtraction, membrane starting at 0;
 - `if-sr-half`: the same, starting at half the threshold (QCFS's shift);
 - `mt`: the multi-threshold graded neuron CUBA-MT as an IF with half-threshold start, 4-bit payloads, at most L
-  (the QCFS teacher's levels) per step.
+  (the QCFS teacher's levels) per step;
+- `sd`: lava-dl's sigma-delta ReLU neuron (SDNN), 16-bit signed payloads carrying activation changes; its delta
+  threshold is half the teacher's quantization step (`conversion._convert_sigma_delta`). With input "bias" the
+  static input is sent once: T = 1 is its natural latency (`qcfs8:sd:bias:1`).
 From a QCFS teacher the soft-reset variants take its clips as thresholds; otherwise thresholds are calibrated.
 Each built checkpoint is cached under its name, so a rerun only evaluates.
 """
@@ -29,6 +32,7 @@ NEURONS: dict[str, dict[str, Any]] = {
                    "half_threshold_start": True},
     "mt": {"neuron_model": "CUBA-MT", "current_decay": 1.0, "voltage_decay": 0.0, "half_threshold_start": True,
            "payload_bits": 4, "max_payload": 0},
+    "sd": {"neuron_model": "SDNN"},
 }
 _PATTERN = re.compile(r"^(?P<teacher>[\w.-]+):(?P<neuron>[\w-]+):(?P<input>analog|bias):(?P<t>\d+)(:ft(?P<ft>\d+))?$")
 

@@ -35,9 +35,10 @@ from spikereg_deploy.simulators.lava_models.processes import (
 
 
 def _recorded(values: np.ndarray, graded: bool) -> np.ndarray:
-    """One step's outputs as stored: spikes bit-packed, graded payloads (at most 8 bits) as uint8."""
+    """One step's outputs as stored: spikes bit-packed, graded payloads (signed for sigma-delta, up to 24 bits) as
+    int32."""
     if graded:
-        return np.rint(values).astype(np.uint8).ravel()
+        return np.rint(values).astype(np.int32).ravel()
     return np.packbits(values != 0)
 
 
@@ -77,6 +78,8 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
     spike_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
     synop_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
     payload_counts: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    payload_peak: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    current_peak: np.ndarray = LavaPyType(np.ndarray, np.int64)
     integer = True
 
     def __init__(self, proc_params) -> None:
@@ -101,7 +104,9 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
         if self.integer:
             total = synaptic_sum(self.layer, x, self.weight, self.dtype)
             if self.analog:
-                total = fx.analog_current(total)
+                total = fx.analog_current(total, self.proc_params["analog_shift"])
+            if total.numel():
+                self.current_peak[0] = max(int(self.current_peak[0]), int(total.abs().max()))
             return total.numpy().astype(np.int32)
         xin = x.to(self.dtype)[None]
         if self.layer.kind == "convT":
@@ -110,6 +115,8 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
                                                        output_padding=self.layer.output_padding)
         else:
             out = torch.nn.functional.conv3d(xin, self.weight, stride=self.layer.stride, padding=self.layer.padding)
+        if self.analog:
+            out = out * (1 << self.proc_params["analog_shift"])
         return out[0].numpy()
 
     def run_spk(self) -> None:
@@ -119,10 +126,12 @@ class _AbstractConv3dModel(PyLoihiProcessModel):
         self.a_out.send(self.pending.popleft())
         s_in = self.s_in.recv()
         t = self.time_step - 1
+        if not self.analog and s_in.size:
+            self.payload_peak[0] = max(int(self.payload_peak[0]), int(np.abs(s_in).max()))
         if not self.analog and t < self.spike_counts.shape[0]:
             spikes = s_in != 0  # events: spikes, or graded spikes with a nonzero payload
             self.spike_counts[t] = int(spikes.sum())
-            self.payload_counts[t] = int(np.rint(s_in).astype(np.int64).sum())
+            self.payload_counts[t] = int(np.abs(np.rint(s_in).astype(np.int64)).sum())  # |payload|: SDNN's are signed
             per_position = spikes.sum(axis=0)
             self.synop_counts[t] = step_synops(torch.as_tensor(per_position), self.fanout)
             if self.record_path:

@@ -31,23 +31,29 @@ class Conv3dSynapse(AbstractProcess):
 
     `spike_counts[t-1]` / `synop_counts[t-1]` / `payload_counts[t-1]`: events received at step t (spikes, or graded
     spikes with a nonzero payload), the synapses they reach (exact fan-out, border- and stride-aware) and the sum of
-    their payloads. Recorded inputs are bit-packed spikes, or the payloads themselves (uint8) when `graded`. For
-    the analog input edge no spikes exist; the counters stay 0 and the layer's cost is MACs (accounted by the
-    builder).
+    their |payloads|; `payload_peak` the largest |payload| of the whole run (checked against the source's message
+    width after the run: lava-nc's graded processes do not clip), `current_peak` the largest |output| before the
+    int32 port (which would wrap it). An analog edge's current is shifted left by
+    `analog_shift`, the receiving neuron model's `analog_input_shift`. Recorded inputs are bit-packed spikes, or the
+    payloads themselves (int32) when `graded`. For the analog input edge no spikes exist; the counters stay 0 and the
+    layer's cost is MACs (accounted by the builder).
     """
 
     def __init__(self, *, in_shape: tuple[int, ...], out_shape: tuple[int, ...], weight: np.ndarray, kind: str,
                  stride: tuple[int, int, int], padding: tuple[int, int, int], output_padding: tuple[int, int, int],
                  delay: int, analog: bool, fanout: np.ndarray, num_steps: int, exact_float64: bool,
-                 record_path: str = "", graded: bool = False, **kwargs: Any) -> None:
+                 record_path: str = "", graded: bool = False, analog_shift: int = 0, **kwargs: Any) -> None:
         super().__init__(weight=weight, kind=kind, stride=stride, padding=padding, output_padding=output_padding,
-                         delay=delay, analog=analog, fanout=fanout, exact_float64=exact_float64,
+                         delay=delay, analog=analog, analog_shift=analog_shift, fanout=fanout,
+                         exact_float64=exact_float64,
                          record_path=record_path, num_steps=num_steps, graded=graded, **kwargs)
         self.s_in = InPort(shape=in_shape)
         self.a_out = OutPort(shape=out_shape)
         self.spike_counts = Var(shape=(num_steps,), init=0)
         self.synop_counts = Var(shape=(num_steps,), init=0)
         self.payload_counts = Var(shape=(num_steps,), init=0)
+        self.payload_peak = Var(shape=(1,), init=0)  # largest |payload| received in any step
+        self.current_peak = Var(shape=(1,), init=0)  # largest |synaptic sum| sent (before its int32 port)
 
 
 class ReadoutAccumulator(AbstractProcess):
@@ -73,7 +79,7 @@ class SpikeSource(AbstractProcess):
 
 
 class SpikeRecorder(AbstractProcess):
-    """Records the spikes it receives at every step and writes them, bit-packed per step (graded: the uint8
+    """Records the spikes it receives at every step and writes them, bit-packed per step (graded: the int32
     payloads), to `out_path` (an .npy of shape (num_steps, values)) at the last step; `Var.get()` would be far
     slower for large layers."""
 

@@ -34,14 +34,18 @@ class NeuronParamError(SpikeRegError):
 class NeuronModel(ABC):
     """Interface of a neuron model; subclasses are frozen dataclasses whose fields are the model's parameters.
 
-    Every model so far has a threshold mantissa `vth_mant` (compared after `<< 6` against the voltage), a
-    `ref_delay` and a `graded` flag, the NetX fields `vThMant`, `refDelay`, `gradedSpike`.
+    Every model so far has a threshold mantissa `vth_mant` (compared after `<< 6` against the voltage; SDNN's delta
+    threshold after `<< 12`), a `ref_delay` and a `graded` flag, the NetX fields `vThMant`, `refDelay`,
+    `gradedSpike` (SDNN, lava-dl's, writes neither of the last two: it is always graded, without refractory period).
     """
 
     #: The NetX `neuron/type` string, the registry's key.
     netx_type: ClassVar[str]
     #: NetX field name -> (dataclass field, value type) in writing order (`type` is written first, not listed).
     netx_fields: ClassVar[dict[str, tuple[str, type]]]
+    #: NetX fields a file may omit, with the value a reader then takes (lava-dl's defaults, e.g. SDNN's
+    #: `messageBits`, which netx reads but lava-dl's export does not write).
+    netx_defaults: ClassVar[dict[str, Any]] = {}
     #: Names of the integer state arrays `init_state` returns and `step` takes, in that order.
     state_names: ClassVar[tuple[str, ...]]
     #: `UNetConfig` fields that `from_float` reads besides the threshold (SLAYER's hyper-parameters, flags).
@@ -53,6 +57,12 @@ class NeuronModel(ABC):
     #: Whether the model has Loihi's per-neuron bias (`step_biased`, `lava_process(bias_mant=...)`): needed by
     #: input_mode "bias", where the first layer's static current is that bias.
     supports_bias: ClassVar[bool] = False
+    #: Payload per unit of activation (the training loss's sparsity term divides |payload| by it): 1 for spikes
+    #: and multi-threshold levels, 2^12 for sigma-delta.
+    payload_unit: ClassVar[int] = 1
+    #: Left shift of the analog input current (`fixed_point.analog_current`) into this model's a_in units: 0 for
+    #: the models whose a_in is in weight mantissas x spikes; the sigma-delta model's is finer (`sigma_delta.py`).
+    analog_input_shift: ClassVar[int] = 0
     #: Whether a spike subtracts the threshold (keeping the residue) instead of zeroing the voltage: conversion
     #: then maps a QCFS teacher's clips to thresholds as they are, without calibrating them.
     subtractive_reset: ClassVar[bool] = False
@@ -103,6 +113,11 @@ class NeuronModel(ABC):
         """The same model with another threshold mantissa (conversion calibrates thresholds layer by layer)."""
         return dataclasses.replace(self, vth_mant=vth_mant)  # type: ignore[type-var]
 
+    @property
+    def payload_limit(self) -> int:
+        """The largest payload one event carries: 1 for a spike, 2^payload_bits - 1 unsigned (signed models: less)."""
+        return (1 << self.payload_bits) - 1
+
     # -- NetX ------------------------------------------------------------------------------------------------
     def to_netx_fields(self) -> dict[str, Any]:
         """`neuron/` datasets as plain Python values, `type` first (the writer picks the HDF5 dtypes)."""
@@ -115,6 +130,7 @@ class NeuronModel(ABC):
     def from_netx_fields(cls: type[ModelT], values: Mapping[str, Any], where: str) -> ModelT:
         """Parameters from `neuron/` values (typed as `netx_fields` says); bad ones raise one NetFormatError line
         naming `where` (the group) and the field. The reader adds the file name."""
+        values = {**cls.netx_defaults, **values}
         given = {key for key in values if key != "type"}
         missing = [key for key in cls.netx_fields if key not in given]
         if missing:

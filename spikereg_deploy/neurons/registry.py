@@ -10,10 +10,11 @@ from .base import NeuronModel
 from .cuba import CubaNeuron
 from .if_neuron import IfNeuron
 from .multi_threshold import MultiThresholdNeuron
+from .sigma_delta import SigmaDeltaNeuron
 from .soft_reset import SoftResetNeuron
 
 _MODELS: dict[str, type[NeuronModel]] = {model.netx_type: model for model in (CubaNeuron, IfNeuron, SoftResetNeuron,
-                                                                          MultiThresholdNeuron)}
+                                                                          MultiThresholdNeuron, SigmaDeltaNeuron)}
 
 #: Known NetX neuron types, in registration order.
 NEURON_TYPES: tuple[str, ...] = tuple(_MODELS)
