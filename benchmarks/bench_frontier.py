@@ -72,7 +72,7 @@ def completed(row: dict[str, Any]) -> dict[str, Any]:
     graded-event cost model gives its ratio (exact, not a new measurement)."""
     if "event_cost_model" not in row:
         row = {**row, "graded_synops": 0, "ratio_fp32_graded_bound_45nm": row["ratio_measured_45nm"],
-               "event_cost_model": "int8_mac"}
+               "event_cost_model": "int_mac"}
     return row
 
 

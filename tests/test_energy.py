@@ -75,6 +75,7 @@ def test_rate_weighting_differs_when_layers_differ():
         def __init__(self, macs, rin, rout):
             self.ann_macs, self.input_rate, self.output_rate = macs, rin, rout
             self.synops_measured, self.graded_synops_measured, self.analog_macs = 0, 0, 0
+            self.graded_input_bits = None
     rows = [Row(1000, None, 0.5), Row(100, 0.5, 0.1), Row(10_000, 0.1, 0.2)]
     rows[1].synops_measured, rows[2].synops_measured = 10, 10
     v = {x["name"]: x for x in ratio_variants(rows, 4)}
@@ -106,3 +107,21 @@ def test_report_from_other_network_refused(small_config, pair16):
     other = seeded_model().spec
     with pytest.raises(SpikeRegError, match="another network"):
         check_report_matches(report, other, "r.json")
+
+
+def test_graded_events_are_priced_by_payload_width_never_as_adds():
+    """45 nm proxy: a 4-bit graded event = 8-bit multiply + add (1.1 pJ), a 16-bit one = 32-bit multiply + add
+    (4.0 pJ), both 4.6 pJ under the fp32 bound; binary SynOps stay adds (0.9 pJ)."""
+    from spikereg_deploy.energy.table import LayerEnergyRow, proxy_energy
+
+    def row(name, synops, graded, bits, macs):
+        return LayerEnergyRow(name, "conv", 10, macs, 0, None, None, synops, graded, 4, bits, None, None, 0, 0, 0)
+
+    rows = [row("a", 100, 0, None, 1000), row("b", 0, 10, 4, 1000), row("c", 0, 20, 16, 1000)]
+    proxy = proxy_energy(rows)
+    assert proxy["snn_energy_pJ"] == pytest.approx(100 * 0.9 + 10 * 1.1 + 20 * 4.0)
+    assert proxy["ratio_ann_over_snn"] == pytest.approx(3000 * 4.6 / (90 + 11 + 80))
+    fp32 = proxy["graded_event_cost_models"]["fp32_mac"]["snn_energy_pJ"]
+    assert fp32 == pytest.approx(100 * 0.9 + 30 * 4.6)
+    assert proxy["ratio_fp32_graded_bound"] == pytest.approx(3000 * 4.6 / fp32)
+    assert proxy["event_cost_model"] == "int_mac" and proxy["snn_graded_synops_measured"] == 30

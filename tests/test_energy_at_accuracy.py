@@ -51,7 +51,7 @@ def test_slayer_counts_equal_the_engines_and_price_the_same(bias_sr_model):
         summaries.append(build_energy_report(build_report(result, spec, (16, 16, 16)), spec, profile)["summary"])
     for key in ENERGY_FIELDS:
         if key == "event_cost_model":
-            assert fields[key] == summaries[0][key] == "int8_mac"
+            assert fields[key] == summaries[0][key] == "int_mac"
             continue
         expected = np.mean([s[key] for s in summaries])
         if key.startswith("ratio_"):  # a ratio of mean energies, not a mean of ratios
@@ -82,7 +82,7 @@ def test_variant_names_round_trip_and_bad_ones_are_one_line():
     for bad in ("relu:lif:bias:4", "relu:cuba:dense:4", "relu:cuba:bias:0", "relu:cuba:bias"):
         with pytest.raises(SpikeRegError, match="TEACHER:NEURON:INPUT:T"):
             Variant.parse(bad)
-    assert set(NEURONS) == {"cuba", "if-sr", "if-sr-half", "mt"}
+    assert set(NEURONS) == {"cuba", "if-sr", "if-sr-half", "mt", "sd"}
 
 
 @pytest.mark.slow

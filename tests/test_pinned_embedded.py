@@ -26,7 +26,7 @@ COUNT_KEYS = ("name", "neurons", "spikes", "spikes_per_step", "input_spikes", "s
               "neuron_updates", "graded_synops", "graded_synops_per_step", "payload_sum")
 COUNTS_SHA256 = "a4a932dd35bfd7dec412ecc9a8c1bc9a27ab3594dbbc56b29dff610cf632537b"
 DISPLACEMENT_SHA256 = "695950f8cd75c2d317ba046e7fc96222c443fe7810b6e1a79492ad63f8e24e52"
-ENERGY_ROWS_SHA256 = "ff032f2de5f222ee1ed58e7c0dcf453fa9fb7c02e40b08b9e3f0adeafd6abf67"
+ENERGY_ROWS_SHA256 = "15c847368392171a0755cc0711d5829c95a574d9321291817e52c5ab22c49fe8"
 
 
 def _sha(obj) -> str:

@@ -32,8 +32,9 @@ UNITS = {
                            "+ analog MACs x E_MAC), graded events under `event_cost_model`",
     "ratio_fp32_graded_bound_45nm": "the same ratio with every graded event priced as a 32-bit float MAC (4.6 pJ): "
                                     "the bound below which the graded events cannot push it",
-    "event_cost_model": "how ratio_measured_45nm prices a graded event: int8_mac = 8-bit integer multiply (0.2 pJ) + "
-                        "the SynOp's add (0.9 pJ), Horowitz 2014",
+    "event_cost_model": "how ratio_measured_45nm prices a graded event: int_mac = integer multiply (8-bit, 0.2 pJ, "
+                        "for payloads of up to 8 bits; 32-bit, 3.1 pJ, for wider ones) + the SynOp's add (0.9 pJ), "
+                        "Horowitz 2014",
     "loihi_energy_uj": "uJ per inference (projected from measured counts x per-op energies of the profile; no "
                        "mapping: one packet per spike, hops not costed)",
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SpikeRegError
-from .table import DEFAULT_GRADED_COST, E_AC_45NM, E_MAC_45NM, GRADED_EVENT_COSTS, Constant, LayerEnergyRow
+from .table import DEFAULT_GRADED_COST, E_AC_45NM, E_MAC_45NM, Constant, LayerEnergyRow, graded_event_energy
 
 PAPER_RATIO = 55.5
 PAPER_RATE = 0.128
@@ -27,9 +27,10 @@ def ratio_variants(rows: list[LayerEnergyRow], time_steps: int, e_mac: Constant 
     all_macs = sum(r.ann_macs for r in rows)
     synops = sum(r.synops_measured for r in rows)
     graded = sum(r.graded_synops_measured for r in rows)
-    e_graded = GRADED_EVENT_COSTS[DEFAULT_GRADED_COST].value
+    e_graded_total = graded_event_energy(rows, DEFAULT_GRADED_COST)
+    e_graded = e_graded_total / graded if graded else 0.0  # mean pJ per graded event (payload widths differ)
     analog = sum(r.analog_macs for r in rows)
-    events = synops * e_ac.value + graded * e_graded  # what the counted synaptic events cost
+    events = synops * e_ac.value + e_graded_total  # what the counted synaptic events cost
     # The rate proxies price one event per rate unit: an add for binary spikes, E_graded for a graded network's
     # events (never a graded event silently as an add).
     graded_net = graded > synops

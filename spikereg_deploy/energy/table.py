@@ -23,17 +23,35 @@ E_MAC_45NM = Constant(4.6, "pJ", "Horowitz, ISSCC 2014: 32-bit float MAC at 45 n
 E_AC_45NM = Constant(0.9, "pJ", "Horowitz, ISSCC 2014: 32-bit float add at 45 nm (one SynOp)")
 E_MULT8_45NM = Constant(0.2, "pJ", "Horowitz, ISSCC 2014: 8-bit integer multiply at 45 nm")
 
-#: What one graded synaptic event (8-bit weight x a payload of at most 8 bits, accumulated) costs under each model.
-#: `int8_mac` is the low-bit integer multiply-accumulate: the 8-bit multiply plus the very accumulate a binary SynOp
-#: pays (so a graded event never costs less than a spike's add); `fp32_mac` prices it as the ANN's own 32-bit float
-#: MAC, an upper bound. The proxy's headline ratio uses `int8_mac` and prints the fp32 bound beside it.
+E_MULT32_45NM = Constant(3.1, "pJ", "Horowitz, ISSCC 2014: 32-bit integer multiply at 45 nm")
+
+#: What one graded synaptic event (8-bit weight x payload, accumulated) costs under each model. `int_mac` is the
+#: integer multiply-accumulate: an 8-bit multiply for payloads of up to 8 bits (CUBA-MT), a 32-bit one for wider
+#: payloads (SDNN's 16-bit messages: the next entry of Horowitz's table, an upper value), plus the very accumulate a
+#: binary SynOp pays, so a graded event never costs less than a spike's add. `fp32_mac` prices every graded event
+#: as the ANN's own 32-bit float MAC, the bound. The proxy's headline ratio uses `int_mac`, the bound beside it.
 GRADED_EVENT_COSTS: dict[str, Constant] = {
-    "int8_mac": Constant(E_MULT8_45NM.value + E_AC_45NM.value, "pJ", "Horowitz, ISSCC 2014, 45 nm: 8-bit integer "
-                         "multiply (0.2 pJ) + the 32-bit float add of a SynOp (0.9 pJ)"),
+    "int_mac": Constant(E_MULT8_45NM.value + E_AC_45NM.value, "pJ", "Horowitz, ISSCC 2014, 45 nm: 8-bit integer "
+                        "multiply (0.2 pJ) + the 32-bit float add of a SynOp (0.9 pJ); payloads of up to 8 bits"),
     "fp32_mac": Constant(E_MAC_45NM.value, "pJ", "Horowitz, ISSCC 2014, 45 nm: 32-bit float MAC (3.7 + 0.9 pJ), "
                          "an upper bound"),
 }
-DEFAULT_GRADED_COST = "int8_mac"
+#: `int_mac` for payloads wider than 8 bits.
+E_INT_MAC_WIDE_45NM = Constant(E_MULT32_45NM.value + E_AC_45NM.value, "pJ", "Horowitz, ISSCC 2014, 45 nm: 32-bit "
+                               "integer multiply (3.1 pJ) + the SynOp's add (0.9 pJ); payloads of 9-32 bits")
+DEFAULT_GRADED_COST = "int_mac"
+NARROW_PAYLOAD_BITS = 8
+
+
+def graded_event_energy(rows: list[LayerEnergyRow], model: str) -> float:
+    """pJ of all graded synaptic events under `model`, each layer's priced by the payload width it receives."""
+    total = 0.0
+    for row in rows:
+        cost = GRADED_EVENT_COSTS[model].value
+        if model == "int_mac" and (row.graded_input_bits or 0) > NARROW_PAYLOAD_BITS:
+            cost = E_INT_MAC_WIDE_45NM.value
+        total += row.graded_synops_measured * cost
+    return total
 
 
 @dataclass
@@ -48,6 +66,7 @@ class LayerEnergyRow:
     synops_measured: int
     graded_synops_measured: int
     payload_bits: int | None
+    graded_input_bits: int | None  # widest payload arriving from graded sources (prices its events)
     synops_projected: float | None
     measured_over_projected: float | None
     analog_macs: int
@@ -73,6 +92,8 @@ def layer_rows(report: dict[str, Any], spec: NetworkSpec) -> list[LayerEnergyRow
             input_spikes=row["input_spikes"], input_rate=in_rate,
             output_rate=row["spike_rate"], synops_measured=row["synops"],
             graded_synops_measured=row.get("graded_synops", 0), payload_bits=row.get("payload_bits"),
+            graded_input_bits=max((e.payload_bits for e in spec.edges_into(layer.name) if e.payload == "graded"),
+                                  default=None),
             synops_projected=projected,
             measured_over_projected=((row["synops"] + row.get("graded_synops", 0)) / projected) if projected else None,
             analog_macs=row["input_macs"] if analog else 0, neuron_updates=row["neuron_updates"],
@@ -92,7 +113,7 @@ def proxy_energy(rows: list[LayerEnergyRow], e_mac: Constant = E_MAC_45NM,
     e_ann = ann_macs * e_mac.value
     by_model = {}
     for name, cost in GRADED_EVENT_COSTS.items():
-        e_snn = synops * e_ac.value + graded * cost.value + analog * e_mac.value
+        e_snn = synops * e_ac.value + graded_event_energy(rows, name) + analog * e_mac.value
         by_model[name] = {"snn_energy_pJ": e_snn, "ratio_ann_over_snn": e_ann / e_snn if e_snn else None,
                           "E_graded": cost._asdict()}
     chosen = by_model[DEFAULT_GRADED_COST]
@@ -105,5 +126,6 @@ def proxy_energy(rows: list[LayerEnergyRow], e_mac: Constant = E_MAC_45NM,
         "formula": "E_ANN = MACs x E_MAC; E_SNN = SynOps_measured x E_AC + graded synaptic events x E_graded "
                    f"({DEFAULT_GRADED_COST}; fp32_mac as the bound) + analog-input MACs x E_MAC",
         "constants": {"E_MAC": e_mac._asdict(), "E_AC": e_ac._asdict(),
-                      "E_graded": {k: c._asdict() for k, c in GRADED_EVENT_COSTS.items()}},
+                      "E_graded": {k: c._asdict() for k, c in GRADED_EVENT_COSTS.items()},
+                      "E_graded_int_mac_wide": E_INT_MAC_WIDE_45NM._asdict()},
     }
