@@ -97,7 +97,7 @@ def test_block_resources_match_brute_force(small_spec, axon_model):
             axons_per_pixel = g.in_channels
         else:  # one population axon per source pixel and source core (its channel groups; the host input: one)
             axons_per_pixel = sum(
-                1 if e.src == "input" else tiling.layer(e.src).grid[0] for e in edges
+                1 if e.src == "input" else tiling.layer(e.src).max_groups for e in edges
             )
         for b, (c0, c1, z0, z1, y0, y1, x0, x1) in enumerate(lt.block_ranges()):
             rf = (
