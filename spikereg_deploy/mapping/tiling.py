@@ -1,4 +1,5 @@
-"""Cut every on-core layer into blocks that fit one core: 3-D spatial tiles x output-channel groups.
+"""Cut every on-core layer into blocks that fit one core: 3-D spatial tiles x output-channel groups, as one grid
+or as a few boxes (segments) with a grid each where that saves cores (the search: `tile_search.py`).
 
 Conv and transposed-conv connectivity is a product of three 1-D connectivities, so every per-tile quantity
 (neurons, input axons = receptive field x Cin, output axons = destination cores reached, overlaps between
