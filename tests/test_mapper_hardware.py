@@ -63,8 +63,9 @@ def test_population_axons_follow_the_source_channel_groups():
       b: 2 source groups x 64 = 128 input axons fit -> 4 x 1 = 4; readout: 4 source groups x vol <= 128 ->
       vol 32 -> 2. Total 10 (found on the second pass: the first assumes one group per source).
     per_channel: readout 2; b: 4 ch x vol <= 128 -> vol 32 -> 4 groups x 2 = 8; a: 2 ch x vol x 4 destination
-      cores <= 200 -> vol <= 25 -> 4 spatial parts x 2 groups = 8 (4 groups x 2 parts ties on cores, loses on
-      halo). Total 18.
+      cores <= 200 -> vol <= 25: one grid over 4^3 needs 4 spatial parts (16 each), but a cut into the box
+      z 0-3 (48 voxels = 2 tiles of 3 x 4 x 2 = 24) and the slab z 3-4 (16 voxels, 1 tile) needs 3 -> 3 x 2
+      groups = 6 (tile_search.py). Total 16.
     """
     spec = pointwise_chain()
     population = tile_network(spec, (4, 4, 4), hand_profile("population", memory_bits=40))
@@ -73,7 +74,11 @@ def test_population_axons_follow_the_source_channel_groups():
     assert (population.layer("readout").resources["input_axons"] == 4 * 32).all()
     assert (population.layer("b").resources["input_axons"] == 2 * 64).all()
     per_channel = tile_network(spec, (4, 4, 4), hand_profile("per_channel", memory_bits=40))
-    assert [t.n_blocks for t in per_channel.layers] == [8, 8, 2]
+    assert [t.n_blocks for t in per_channel.layers] == [6, 8, 2]
+    a = per_channel.layer("a")
+    assert [seg.grid for seg in a.segments] == [(2, 1, 1, 2), (2, 1, 1, 1)]
+    assert [seg.axis_bounds[0].tolist() for seg in a.segments] == [[0, 3], [3, 4]]
+    assert a.resources["output_axons"].max() == 2 * 24 * 4  # 192 <= 200
 
 
 @pytest.mark.parametrize("axon_model", ["per_channel", "population"])

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from spikereg_deploy.errors import SpikeRegError
-from spikereg_deploy.mapping.partition import PARTITIONERS, RUNNERS, available, build_problem, place_best
+from spikereg_deploy.mapping.partition import (
+    AUTO_ALL_BLOCKS,
+    AUTO_LARGE,
+    AUTO_SMALL,
+    RUNNERS,
+    available,
+    build_problem,
+    place_best,
+)
 from spikereg_deploy.mapping.plan import plan_mapping
 from spikereg_deploy.mapping.profiles import load_profile
 from spikereg_deploy.mapping.routing import evaluate
@@ -26,7 +34,7 @@ def problem_setup(small_spec):
     return tiling, graph, profile
 
 
-@pytest.mark.parametrize("name", PARTITIONERS)
+@pytest.mark.parametrize("name", sorted(RUNNERS))
 def test_same_graph_same_seed_same_partition(problem_setup, name):
     tiling, graph, profile = problem_setup
     if not available(name):
@@ -82,3 +90,20 @@ def test_plan_records_the_partitioning(small_spec):
     assert doc["partitioning"]["chosen"] in ("metis", "metis_tuned")
     assert len(doc["partitioning"]["candidates"]) == 2
     assert "Chips partitioned by **" in render_markdown(doc)
+
+
+def test_auto_tries_every_partitioner_on_small_graphs_and_keeps_the_fewest_hops(problem_setup, monkeypatch):
+    """The default: all five (those installed) up to AUTO_ALL_BLOCKS blocks, metis_rb alone above; the same
+    graph gets the same candidates and the same plan."""
+    tiling, graph, profile = problem_setup
+    placement, choice = place_best(tiling, graph, profile)
+    tried = [c["partitioner"] for c in choice.candidates]
+    assert tried == [p for p in AUTO_SMALL if available(p)]
+    assert choice.notes[0].startswith("auto: metis, metis_rb, metis_tuned, mtkahypar, kahip")
+    hops = [c["spike_hops_per_step"] for c in choice.candidates]
+    assert choice.chosen == tried[int(np.argmin(hops))]
+    again, _ = place_best(tiling, graph, profile)
+    assert np.array_equal(again.chip, placement.chip) and np.array_equal(again.slot, placement.slot)
+    monkeypatch.setattr("spikereg_deploy.mapping.partition.AUTO_ALL_BLOCKS", graph.n_blocks - 1)
+    _, large = place_best(tiling, graph, profile)
+    assert [c["partitioner"] for c in large.candidates] == list(AUTO_LARGE) and AUTO_ALL_BLOCKS > graph.n_blocks

@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(DEFAULT_PARTITIONERS),
         choices=PARTITIONERS,
-        help="chip partitioners to try, each placed in full; the fewest spike-hops wins (default metis; "
-        "mtkahypar and kahip are optional packages, skipped with a note when missing)",
+        help="chip partitioners to try, each placed in full; the fewest spike-hops wins (default auto: all "
+        "installed ones up to 16,000 blocks, metis_rb above; mtkahypar and kahip are optional packages, "
+        "skipped with a note when missing)",
     )
     parser.add_argument(
         "--seeds", type=int, default=1, help="seeds per partitioner: --seed, --seed + 1, ... (default 1)"

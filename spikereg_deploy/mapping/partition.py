@@ -11,6 +11,11 @@ the one with the fewest spike-hops; ties go to the earlier candidate, so the cho
 - `mtkahypar` (optional): mt-KaHyPar's DETERMINISTIC preset on one thread with a fixed seed; its default
   presets are not deterministic even on one thread, which is why this one is used.
 - `kahip` (optional): KaHIP kaffpa in ECO mode (STRONG took 2,160 s at full size).
+- `auto` (the default): every one of the above that is installed for graphs of up to `AUTO_ALL_BLOCKS` blocks
+  (64^3: 4,584 blocks, about 12 s for all five); above that only `metis_rb`, the best of all five at 64^3 and at
+  the full 160x192x224 volume (benchmarks/bench_mapper.py) and the only one whose placement fits a full-size plan
+  in 60 s (one candidate there: about 6 s METIS + 20 s placing cores; mt-KaHyPar alone took 194 s, KaHIP 516 s).
+  The rule depends on the block count only, so the same graph always gets the same candidates.
 Optional packages (`pip install 'spikereg-deploy[partitioners]'`) that are missing are skipped with a note.
 """
 
@@ -31,9 +36,12 @@ from .routing import evaluate
 from .tiling import NetworkTiling
 from .traffic import BlockGraph
 
-PARTITIONERS = ("metis", "metis_rb", "metis_tuned", "mtkahypar", "kahip")
+PARTITIONERS = ("auto", "metis", "metis_rb", "metis_tuned", "mtkahypar", "kahip")
 OPTIONAL = {"mtkahypar": "mtkahypar", "kahip": "kahip"}
-DEFAULT_PARTITIONERS = ("metis",)
+DEFAULT_PARTITIONERS = ("auto",)
+AUTO_ALL_BLOCKS = 16_000  # all five cost about 2.5 ms per block together: 40 s here, within a 60 s plan
+AUTO_SMALL = ("metis", "metis_rb", "metis_tuned", "mtkahypar", "kahip")
+AUTO_LARGE = ("metis_rb",)
 KAHIP_ECO = 1
 #: Least imbalance asked of KaHIP and mt-KaHyPar: METIS's default (ufactor 30). Chips nearly full leave almost no
 # slack, and a partitioner held to it cuts worse; `repair_balance` then moves the few blocks above capacity.
@@ -159,8 +167,14 @@ def place_best(
                             f"{', '.join(PARTITIONERS)}")
     if seeds < 1:
         raise SpikeRegError(f"seeds must be at least 1, got {seeds}")
-    notes = [f"{p} not installed (pip install 'spikereg-deploy[partitioners]'): skipped"
-             for p in partitioners if not available(p)]
+    notes = []
+    if "auto" in partitioners:
+        auto = AUTO_SMALL if graph.n_blocks <= AUTO_ALL_BLOCKS else AUTO_LARGE
+        notes.append(f"auto: {', '.join(auto)} ({graph.n_blocks:,} blocks "
+                     f"{'<=' if graph.n_blocks <= AUTO_ALL_BLOCKS else '>'} {AUTO_ALL_BLOCKS:,})")
+        partitioners = [q for p in partitioners for q in (auto if p == "auto" else [p])]
+    notes += [f"{p} not installed (pip install 'spikereg-deploy[partitioners]'): skipped"
+              for p in dict.fromkeys(partitioners) if not available(p)]
     names = [p for p in dict.fromkeys(partitioners) if available(p)]
     if not names:
         names = ["metis"]

@@ -151,15 +151,11 @@ def mapping_document(plan: MappingPlan) -> dict[str, Any]:
                 "kind": lt.kind,
                 "out_shape": list(lt.out_shape),
                 "channels": lt.channels,
-                "grid": list(lt.grid),
                 "blocks": lt.n_blocks,
                 "lower_bound": lt.lower_bound,
                 "fill_lower_bound": lt.fill_lower_bound,
                 "binding": lt.binding,
-                "channel_bounds": lt.channel_bounds.tolist(),
-                "z_bounds": lt.axis_bounds[0].tolist(),
-                "y_bounds": lt.axis_bounds[1].tolist(),
-                "x_bounds": lt.axis_bounds[2].tolist(),
+                "segments": [seg.to_dict() for seg in lt.segments],
                 "layer_totals": dict(lt.layer_totals),
                 "max_per_core": {r: int(lt.resources[r].max()) for r in RESOURCES},
             }
@@ -313,13 +309,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         "## Layers (planned)",
         "",
-        "| layer | grid (c x z x y x x) | cores | lower bound (100 % fill) | lower bound (fill target) | "
-        "binding limit |",
+        "| layer | grid (c x z x y x x, + per further segment) | cores | lower bound (100 % fill) | "
+        "lower bound (fill target) | binding limit |",
         "|---|---|---:|---:|---:|---|",
     ]
     for lt in doc["layers"]:
         lines.append(
-            f"| {lt['name']} | {' x '.join(map(str, lt['grid']))} | {_n(lt['blocks'])} | "
+            f"| {lt['name']} | {' + '.join(' x '.join(map(str, seg['grid'])) for seg in lt['segments'])} | "
+            f"{_n(lt['blocks'])} | "
             f"{_n(lt['lower_bound'])} | {_n(lt['fill_lower_bound'])} | {RESOURCE_LABELS[lt['binding']]} |"
         )
     lines += [

@@ -1,4 +1,5 @@
-"""Cut every on-core layer into blocks that fit one core: 3-D spatial tiles x output-channel groups.
+"""Cut every on-core layer into blocks that fit one core: 3-D spatial tiles x output-channel groups, as one grid
+or as a few boxes (segments) with a grid each where that saves cores (the search: `tile_search.py`).
 
 Conv and transposed-conv connectivity is a product of three 1-D connectivities, so every per-tile quantity
 (neurons, input axons = receptive field x Cin, output axons = destination cores reached, overlaps between
@@ -31,13 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..connectivity import axis_fan_in, axis_reach
 from ..errors import SpikeRegError
 from ..network import LayerSpec, NetworkSpec, Triple
-from .grid import balanced_bounds, part_counts, part_sums, reach_matrix
+from .grid import AxisFacts, balanced_bounds, part_sums
 from .profiles import CoreProfile
 from .synapse_memory import (
-    EdgeSynapses,
     axis_fanout_in_parts,
     edge_synapses,
     shared_bits,
@@ -45,6 +44,7 @@ from .synapse_memory import (
     unshared_bound,
     whole_layer_bits,
 )
+from .tile_search import LayerSearch, in_axon_factor
 
 RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
 RESOURCE_LABELS = {
@@ -56,16 +56,48 @@ RESOURCE_LABELS = {
 
 
 @dataclass(eq=False)
+class Segment:
+    """A grid of blocks over one box of a layer's output: channel groups x z x y x parts, bounds absolute."""
+
+    channel_bounds: np.ndarray
+    axis_bounds: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @property
+    def grid(self) -> tuple[int, int, int, int]:
+        return (len(self.channel_bounds) - 1, *(len(b) - 1 for b in self.axis_bounds))
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.channel_bounds) - 1
+
+    @property
+    def n_blocks(self) -> int:
+        return math.prod(self.grid)
+
+    def block_ranges(self) -> np.ndarray:
+        """(n_blocks, 8) int array of [c0, c1, z0, z1, y0, y1, x0, x1] in block order (c, z, y, x)."""
+        grids = np.meshgrid(*(np.arange(n) for n in self.grid), indexing="ij")
+        cols = []
+        for bounds, idx in zip((self.channel_bounds, *self.axis_bounds), grids, strict=True):
+            cols += [bounds[idx.ravel()], bounds[idx.ravel() + 1]]
+        return np.stack(cols, axis=1).astype(np.int64)
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"grid": list(self.grid), "channel_bounds": self.channel_bounds.tolist(),
+                **{f"{a}_bounds": b.tolist() for a, b in zip("zyx", self.axis_bounds, strict=True)}}
+
+
+@dataclass(eq=False)
 class LayerTiling:
-    """One layer cut into a grid of blocks: channel groups x z x y x parts, block order (c, z, y, x)."""
+    """One layer cut into blocks: one or more segments (boxes that tile the output, each with its own grid),
+    blocks numbered segment after segment."""
 
     name: str
     kind: str
     layer_index: int
     channels: int
     out_shape: Triple
-    channel_bounds: np.ndarray
-    axis_bounds: tuple[np.ndarray, np.ndarray, np.ndarray]
+    segments: list[Segment]
     first_block: int
     resources: dict[str, np.ndarray] = field(default_factory=dict)
     layer_totals: dict[str, int] = field(default_factory=dict)
@@ -76,19 +108,27 @@ class LayerTiling:
 
     @property
     def grid(self) -> tuple[int, int, int, int]:
-        return (len(self.channel_bounds) - 1, *(len(b) - 1 for b in self.axis_bounds))
+        """The grid of a one-segment layer (a segmented one has a grid per segment)."""
+        if len(self.segments) != 1:
+            raise SpikeRegError(f"layer {self.name!r} has {len(self.segments)} segments, each with its own grid")
+        return self.segments[0].grid
+
+    @property
+    def max_groups(self) -> int:
+        """Most channel groups of any segment (population axons: source cores per pixel, at most)."""
+        return max(seg.n_groups for seg in self.segments)
 
     @property
     def n_blocks(self) -> int:
-        return math.prod(self.grid)
+        return sum(seg.n_blocks for seg in self.segments)
+
+    def segment_offsets(self) -> list[int]:
+        """First block (within the layer) of every segment."""
+        return [0, *np.cumsum([seg.n_blocks for seg in self.segments]).tolist()][:-1]
 
     def block_ranges(self) -> np.ndarray:
         """(n_blocks, 8) int array of [c0, c1, z0, z1, y0, y1, x0, x1] in block order."""
-        grids = np.meshgrid(*(np.arange(n) for n in self.grid), indexing="ij")
-        cols = []
-        for bounds, idx in zip((self.channel_bounds, *self.axis_bounds), grids, strict=True):
-            cols += [bounds[idx.ravel()], bounds[idx.ravel() + 1]]
-        return np.stack(cols, axis=1).astype(np.int64)
+        return np.concatenate([seg.block_ranges() for seg in self.segments])
 
 
 @dataclass(eq=False)
@@ -128,54 +168,6 @@ class NetworkTiling:
         return np.concatenate([t.resources[name] for t in self.layers])
 
 
-class _Axis:
-    """Per-axis facts of one layer's output: its own receptive field and, per consumer, destination parts
-    reached."""
-
-    def __init__(
-        self, spec: NetworkSpec, geo: dict, layer: LayerSpec, axis: int, tilings: dict[str, LayerTiling]
-    ) -> None:
-        g = geo[layer.name]
-        self.n = g.out_shape[axis]
-        lo, hi = axis_reach(layer, axis, g.in_shape[axis], self.n)
-        # For each output index: how many input indices reach it (receptive field clipped to the map).
-        self.rf = axis_fan_in(layer, axis, g.in_shape[axis], self.n)
-        self.lo, self.hi, self.n_in = lo, hi, g.in_shape[axis]
-        self.max_fanout = int(np.maximum(hi - lo + 1, 0).max(initial=0))
-        # Per consumer: how many of its parts (along this axis) each output index has a synapse into.
-        self.dest_counts: list[np.ndarray] = []
-        for consumer in spec.consumers(layer.name):
-            dst = spec.layer(consumer)
-            dlo, dhi = axis_reach(dst, axis, self.n, geo[consumer].out_shape[axis])
-            self.dest_counts.append(reach_matrix(dlo, dhi, tilings[consumer].axis_bounds[axis]).sum(axis=0))
-
-    def in_reach(self, bounds: np.ndarray) -> np.ndarray:
-        """Input indices with a synapse into each part (the tile's receptive field along this axis)."""
-        return reach_matrix(self.lo, self.hi, bounds).sum(axis=1)
-
-    def candidates(self) -> dict[str, np.ndarray]:
-        """For every candidate part count: largest part, largest receptive field, largest output fan per
-        consumer."""
-        counts = part_counts(self.n)
-        size, rf, total_rf = [], [], []
-        dest: list[list[int]] = [[] for _ in self.dest_counts]
-        for parts in counts:
-            bounds = balanced_bounds(self.n, int(parts))
-            size.append(int(np.diff(bounds).max()))
-            reach = self.in_reach(bounds)
-            rf.append(int(reach.max()))
-            total_rf.append(int(reach.sum()))
-            for j, cnt in enumerate(self.dest_counts):
-                dest[j].append(int(part_sums(cnt, bounds).max()))
-        return {
-            "parts": counts,
-            "size": np.array(size),
-            "rf": np.array(rf),
-            "total_rf": np.array(total_rf),
-            "dest": np.array(dest, dtype=np.int64).reshape(len(dest), len(counts)),
-        }
-
-
 def _fail(layer: LayerSpec, need: dict[str, float], profile: CoreProfile) -> SpikeRegError:
     limits = profile.limits()
     over = [(need[r] / limits[r], r) for r in RESOURCES if need[r] > limits[r]]
@@ -188,17 +180,6 @@ def _fail(layer: LayerSpec, need: dict[str, float], profile: CoreProfile) -> Spi
     )
 
 
-def in_axon_factor(edges: list[EdgeSynapses], profile: CoreProfile, src_groups: dict[str, int]) -> int:
-    """Input axons per source pixel of the receptive field, summed over input edges.
-
-    per_channel: one axon per source channel; population: one per source core holding the pixel, i.e. the source
-    layer's channel groups (the host's analog input counts as one population).
-    """
-    if profile.axon_model == "per_channel":
-        return sum(e.channels for e in edges)
-    return sum(src_groups.get(e.src, 1) for e in edges)
-
-
 def tile_layer(
     spec: NetworkSpec,
     geo: dict,
@@ -208,87 +189,75 @@ def tile_layer(
     layer_index: int,
     src_groups: dict[str, int] | None = None,
 ) -> LayerTiling:
-    """Choose the grid with the fewest blocks that keeps every block within the profile's limits.
+    """Cut the layer into the fewest blocks that keep every block within the profile's limits (tile_search.py:
+    one grid, or a few boxes with a grid each where that saves blocks).
 
-    Ties go to the grid with the smallest summed receptive fields (least halo, so least duplicated traffic).
     `src_groups` are the channel groups of the layer's sources (population axons: an axon per source core).
     """
     groups_of = src_groups or {}
-    g = geo[layer.name]
-    axes = [_Axis(spec, geo, layer, a, tilings) for a in range(3)]
-    cands = [ax.candidates() for ax in axes]
-    cout = layer.out_channels
-    k3 = math.prod(layer.kernel)
-    edges = edge_synapses(spec, layer, profile)
-    in_factor = in_axon_factor(edges, profile, groups_of)
-    per_channel_out = profile.axon_model == "per_channel"
-    n_consumers = len(axes[0].dest_counts)
-    consumer_groups = [len(tilings[c].channel_bounds) - 1 for c in spec.consumers(layer.name)]
-    # Broadcast the three axes: shapes (Z,1,1), (1,Y,1), (1,1,X).
-    shp = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
-    vol = math.prod(c["size"].reshape(s) for c, s in zip(cands, shp, strict=True))
-    rf = math.prod(c["rf"].reshape(s) for c, s in zip(cands, shp, strict=True))
-    total_rf = math.prod(c["total_rf"].reshape(s) for c, s in zip(cands, shp, strict=True))
-    n_spatial = math.prod(c["parts"].reshape(s) for c, s in zip(cands, shp, strict=True))
-    out_per_channel = np.zeros_like(vol)
-    for j in range(n_consumers):
-        out_per_channel = out_per_channel + consumer_groups[j] * math.prod(
-            c["dest"][j].reshape(s) for c, s in zip(cands, shp, strict=True)
-        )
-    max_fanout = math.prod(ax.max_fanout for ax in axes)
-    in_axons = in_factor * rf
-    best: tuple | None = None
-    for groups in part_counts(cout):
-        size = -(-cout // int(groups))
-        neurons = size * vol
-        if profile.shared_weights:
-            syn = shared_bits(edges, k3, np.array(size), profile)
-        else:
-            syn = unshared_bound(edges, rf, max_fanout, size, profile)
-        ok = (
-            (neurons <= profile.neuron_budget)
-            & (syn <= profile.synaptic_memory_bits)
-            & (in_axons <= profile.input_axons)
-            & ((size if per_channel_out else 1) * out_per_channel <= profile.output_axons)
-        )
-        if not ok.any():
-            continue
-        blocks = np.where(ok, int(groups) * n_spatial, np.iinfo(np.int64).max)
-        halo = np.where(ok, int(groups) * total_rf, np.iinfo(np.int64).max)
-        flat = np.lexsort((halo.ravel(), blocks.ravel()))[0]
-        key = (int(blocks.ravel()[flat]), int(halo.ravel()[flat]), int(groups))
-        if best is None or key < best[0]:
-            best = (key, int(groups), np.unravel_index(flat, blocks.shape))
-    if best is None:
+    search = LayerSearch(spec, geo, layer, profile, tilings, groups_of)
+    choices = search.segments()
+    if choices is None:
         # The finest grid (one voxel, one channel per block) needs the least of everything: say what it lacks.
+        cands = [search.candidates(a, 0, ax.n) for a, ax in enumerate(search.axes)]
         rf_one = math.prod(int(c["rf"][-1]) for c in cands)
         one = {
             "neurons": 1,
-            "input_axons": in_factor * rf_one,
+            "input_axons": search.in_factor * rf_one,
             "synaptic_memory_bits": float(
-                shared_bits(edges, k3, np.array(1), profile)
+                shared_bits(search.edges, search.k3, np.array(1), profile)
                 if profile.shared_weights
-                else unshared_bound(edges, np.array(rf_one), max_fanout, 1, profile)
+                else unshared_bound(search.edges, np.array(rf_one), search.max_fanout, 1, profile)
             ),
-            "output_axons": int(out_per_channel[-1, -1, -1]),
+            "output_axons": int(search.out_axons_per_channel(cands)[-1, -1, -1]),
         }
         raise _fail(layer, one, profile)
-    _, groups, (iz, iy, ix) = best
-    bz, by, bx = (
-        balanced_bounds(ax.n, int(c["parts"][i])) for ax, c, i in zip(axes, cands, (iz, iy, ix), strict=True)
-    )
+    segments = [Segment(balanced_bounds(layer.out_channels, c.groups), c.axis_bounds()) for c in choices]
     tiling = LayerTiling(
         name=layer.name,
         kind=layer.kind,
         layer_index=layer_index,
-        channels=cout,
-        out_shape=g.out_shape,
-        channel_bounds=balanced_bounds(cout, groups),
-        axis_bounds=(bz, by, bx),
+        channels=layer.out_channels,
+        out_shape=geo[layer.name].out_shape,
+        segments=segments,
         first_block=0,
     )
     fill_resources(tiling, spec, geo, layer, profile, tilings, groups_of)
     return tiling
+
+
+def _segment_resources(seg: Segment, axes: list[AxisFacts], layer: LayerSpec, geo: dict, profile: CoreProfile,
+                       edges: list, in_factor: int) -> dict[str, np.ndarray]:
+    """Exact per-block use of every resource in one segment, block order (c, z, y, x)."""
+    shp = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
+    sizes = [np.diff(b).reshape(s) for b, s in zip(seg.axis_bounds, shp, strict=True)]
+    reach = [ax.in_reach(b).reshape(s) for ax, b, s in zip(axes, seg.axis_bounds, shp, strict=True)]
+    channel_sizes = np.diff(seg.channel_bounds)
+    groups = channel_sizes.reshape(-1, 1, 1, 1)
+    vol = math.prod(sizes)[None]
+    neurons = groups * vol
+    receptive_field = np.broadcast_to(math.prod(reach)[None], neurons.shape)
+    out_pc = np.zeros(vol.shape, dtype=np.int64)
+    for j, weight in enumerate(axes[0].dest_weights):
+        out_pc = out_pc + weight * math.prod(
+            part_sums(ax.dest_counts[j], b).reshape(s) for ax, b, s in zip(axes, seg.axis_bounds, shp, strict=True)
+        )
+    out_axons = (groups if profile.axon_model == "per_channel" else 1) * np.broadcast_to(out_pc, neurons.shape)
+    if profile.shared_weights:
+        syn = np.broadcast_to(shared_bits(edges, math.prod(layer.kernel), groups, profile), neurons.shape)
+    else:
+        g = geo[layer.name]
+        counts = [
+            axis_fanout_in_parts(layer, a, g.in_shape[a], g.out_shape[a], seg.axis_bounds[a]) for a in range(3)
+        ]
+        syn = unshared_block_bits(edges, counts, channel_sizes, profile)
+    return {
+        "neurons": neurons.ravel().astype(np.int64),
+        "synaptic_memory_bits": np.ceil(syn).ravel().astype(np.int64),
+        "input_axons": (in_factor * receptive_field).ravel().astype(np.int64),
+        "output_axons": out_axons.ravel().astype(np.int64),
+        "receptive_field": receptive_field.ravel().astype(np.int64),
+    }
 
 
 def fill_resources(
@@ -302,47 +271,18 @@ def fill_resources(
 ) -> None:
     """Exact per-block use of every resource, and the whole-layer lower bounds (at 100 % and at the fill
     target)."""
-    axes = [_Axis(spec, geo, layer, a, tilings) for a in range(3)]
-    consumer_groups = [len(tilings[c].channel_bounds) - 1 for c in spec.consumers(layer.name)]
+    axes = [AxisFacts(spec, geo, layer, a, tilings) for a in range(3)]
     edges = edge_synapses(spec, layer, profile)
     k3 = math.prod(layer.kernel)
     in_factor = in_axon_factor(edges, profile, src_groups)
-    shp = [(-1, 1, 1), (1, -1, 1), (1, 1, -1)]
-    sizes = [np.diff(b).reshape(s) for b, s in zip(tiling.axis_bounds, shp, strict=True)]
-    reach = [ax.in_reach(b).reshape(s) for ax, b, s in zip(axes, tiling.axis_bounds, shp, strict=True)]
-    channel_sizes = np.diff(tiling.channel_bounds)
-    groups = channel_sizes.reshape(-1, 1, 1, 1)
-    vol = math.prod(sizes)[None]
-    neurons = groups * vol
-    receptive_field = np.broadcast_to(math.prod(reach)[None], neurons.shape)
-    tiling.receptive_field = receptive_field.ravel().astype(np.int64)
-    in_axons = in_factor * receptive_field
-    out_pc = np.zeros(vol.shape, dtype=np.int64)
-    for j, n_groups in enumerate(consumer_groups):
-        out_pc = out_pc + n_groups * math.prod(
-            part_sums(ax.dest_counts[j], b).reshape(s)
-            for ax, b, s in zip(axes, tiling.axis_bounds, shp, strict=True)
-        )
-    out_axons = (groups if profile.axon_model == "per_channel" else 1) * np.broadcast_to(out_pc, neurons.shape)
-    if profile.shared_weights:
-        syn = np.broadcast_to(shared_bits(edges, k3, groups, profile), neurons.shape)
-    else:
-        g = geo[layer.name]
-        counts = [
-            axis_fanout_in_parts(layer, a, g.in_shape[a], g.out_shape[a], tiling.axis_bounds[a]) for a in range(3)
-        ]
-        syn = unshared_block_bits(edges, counts, channel_sizes, profile)
-    tiling.resources = {
-        "neurons": neurons.ravel().astype(np.int64),
-        "synaptic_memory_bits": np.ceil(syn).ravel().astype(np.int64),
-        "input_axons": in_axons.ravel().astype(np.int64),
-        "output_axons": out_axons.ravel().astype(np.int64),
-    }
+    per_segment = [_segment_resources(seg, axes, layer, geo, profile, edges, in_factor) for seg in tiling.segments]
+    tiling.receptive_field = np.concatenate([r["receptive_field"] for r in per_segment])
+    tiling.resources = {r: np.concatenate([seg[r] for seg in per_segment]) for r in RESOURCES}
     # Whole-layer totals for the lower bound (see the module docstring for what each term means).
     reached_inputs = math.prod(int((ax.lo <= ax.hi).sum()) for ax in axes)
-    useful_outputs = 0
-    for j in range(len(consumer_groups)):
-        useful_outputs += math.prod(int((ax.dest_counts[j] > 0).sum()) for ax in axes)
+    useful_outputs = sum(
+        math.prod(int(ax.dest_any[j].sum()) for ax in axes) for j in range(len(axes[0].dest_any))
+    )
     cout = layer.out_channels
     totals = {
         "neurons": cout * int(math.prod(ax.n for ax in axes)),
@@ -378,7 +318,7 @@ def tile_network(spec: NetworkSpec, input_shape: tuple[int, int, int], profile: 
         for index in reversed(range(len(on_core))):
             layer = on_core[index]
             tilings[layer.name] = tile_layer(spec, geo, layer, profile, tilings, index, assumed)
-        found = {name: len(t.channel_bounds) - 1 for name, t in tilings.items()}
+        found = {name: t.max_groups for name, t in tilings.items()}
         if profile.axon_model == "per_channel" or found == assumed:
             break
         if all(found[n] <= assumed[n] for n in found):

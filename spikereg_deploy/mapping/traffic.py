@@ -18,7 +18,7 @@ from ..connectivity import axis_reach
 from ..errors import SpikeRegError
 from ..network import LayerSpec
 from .grid import part_sums, reach_matrix
-from .tiling import NetworkTiling
+from .tiling import LayerTiling, NetworkTiling, Segment
 
 DEFAULT_RATE = 0.128  # SpikeReg's reported mean spike rate (12.8 %), spikes per neuron per step
 
@@ -123,13 +123,22 @@ def _axis_overlaps(
 def block_pairs(tiling: NetworkTiling, src: str, dst: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (src block, dst block) pair joined by the synapse src -> dst, with the number of source neurons
     of the src block that have at least one synapse into the dst block (so each spike of such a neuron crosses
-    the network once towards that core). Global block ids; computed per axis, then combined."""
+    the network once towards that core). Global block ids; computed per pair of segments, per axis, then
+    combined."""
     s_t, d_t = tiling.layer(src), tiling.layer(dst)
-    dst_layer = tiling.spec.layer(dst)
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for s_seg, s_off in zip(s_t.segments, s_t.segment_offsets(), strict=True):
+        for d_seg, d_off in zip(d_t.segments, d_t.segment_offsets(), strict=True):
+            out.append(_segment_pairs(tiling.spec.layer(dst), s_t, d_t, s_seg, d_seg,
+                                      s_t.first_block + s_off, d_t.first_block + d_off))
+    return tuple(np.concatenate(col) for col in zip(*out, strict=True))  # type: ignore[return-value]
+
+
+def _segment_pairs(dst_layer: LayerSpec, s_t: LayerTiling, d_t: LayerTiling, s_seg: Segment, d_seg: Segment,
+                   s_first: int, d_first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`block_pairs` between one segment of the source layer and one of the destination layer."""
     per_axis = [
-        _axis_overlaps(
-            dst_layer, a, s_t.out_shape[a], d_t.out_shape[a], s_t.axis_bounds[a], d_t.axis_bounds[a]
-        )
+        _axis_overlaps(dst_layer, a, s_t.out_shape[a], d_t.out_shape[a], s_seg.axis_bounds[a], d_seg.axis_bounds[a])
         for a in range(3)
     ]
     (sz, dz, vz), (sy, dy, vy), (sx, dx, vx) = per_axis
@@ -137,16 +146,16 @@ def block_pairs(tiling: NetworkTiling, src: str, dst: str) -> tuple[np.ndarray, 
         m.ravel()
         for m in np.meshgrid(np.arange(len(sz)), np.arange(len(sy)), np.arange(len(sx)), indexing="ij")
     )
-    s_nc, s_nz, s_ny, s_nx = s_t.grid
-    d_nc, d_nz, d_ny, d_nx = d_t.grid
+    s_nc, s_nz, s_ny, s_nx = s_seg.grid
+    d_nc, d_nz, d_ny, d_nx = d_seg.grid
     s_sp = (sz[iz] * s_ny + sy[iy]) * s_nx + sx[ix]
     d_sp = (dz[iz] * d_ny + dy[iy]) * d_nx + dx[ix]
     count = vz[iz] * vy[iy] * vx[ix]
-    s_groups = np.diff(s_t.channel_bounds)
+    s_groups = np.diff(s_seg.channel_bounds)
     # Every output channel reads every input channel: all (src group, dst group) pairs are joined.
     gs, gd = np.meshgrid(np.arange(s_nc), np.arange(d_nc), indexing="ij")
     gs, gd = gs.ravel()[:, None], gd.ravel()[:, None]
-    src_ids = s_t.first_block + gs * (s_nz * s_ny * s_nx) + s_sp[None, :]
-    dst_ids = d_t.first_block + gd * (d_nz * d_ny * d_nx) + d_sp[None, :]
+    src_ids = s_first + gs * (s_nz * s_ny * s_nx) + s_sp[None, :]
+    dst_ids = d_first + gd * (d_nz * d_ny * d_nx) + d_sp[None, :]
     neurons = s_groups[gs] * count[None, :]
     return src_ids.ravel(), dst_ids.ravel(), neurons.ravel()
