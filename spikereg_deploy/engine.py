@@ -36,7 +36,8 @@ class IntegerRun:
     readout_sum: np.ndarray | None  # (3, D, H, W) int64: sum over T of the readout's integer synaptic input
     counts: dict[str, LayerCounts]
     time_steps: int
-    spikes: dict[str, list[np.ndarray]] | None = None  # per layer, per step, bool (C, D, H, W), if recorded
+    # per layer, per step, (C, D, H, W) if recorded: bool spikes, or int64 payloads of graded layers
+    spikes: dict[str, list[np.ndarray]] | None = None
     output_spikes: np.ndarray | None = None  # without a readout: the last layer's spikes (C, D, H, W, T), bool
     # (graded layers: int64 payloads)
 

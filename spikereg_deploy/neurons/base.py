@@ -153,7 +153,8 @@ class NeuronModel(ABC):
 
     @abstractmethod
     def step(self, state: tuple[Any, ...], a_in: Any) -> tuple[tuple[Any, ...], Any]:
-        """One time step in Loihi integers: (state, integer synaptic input) -> (new state, bool spikes)."""
+        """One time step in Loihi integers: (state, integer synaptic input) -> (new state, bool spikes, or int64
+        payloads for a graded model)."""
 
     def step_biased(self, state: tuple[Any, ...], a_in: Any, bias_mant: Any) -> tuple[tuple[Any, ...], Any]:
         """`step` with a static bias `bias_mant << INPUT_BIAS_EXP` added to the voltage (models with a bias)."""
