@@ -18,6 +18,7 @@ import torch
 torch.set_num_threads(1)  # before Lava forks its process models (docs/hardware-facts.md, "Lava runtime")
 
 from lava.lib.dl import netx, slayer  # noqa: E402
+from stock_netx_run import run_stock_netx  # noqa: E402
 
 from spikereg_deploy.cli import energy_cli, export_cli, map_cli, simulate_cli  # noqa: E402
 from spikereg_deploy.errors import NetFormatError  # noqa: E402
@@ -188,26 +189,8 @@ def test_energy_and_map_on_a_plain_network(plain, tmp_path, capsys) -> None:
 
 # -- Lava and stock netx -------------------------------------------------------------------------------------------
 def _stock_netx(path: Path, spikes: np.ndarray) -> np.ndarray:
-    """Stock netx on the fixed_pt simulator: (x, y, c) maps, output delayed one step per synaptic layer."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc import io
-
-    net = netx.hdf5.Network(net_config=str(path))
-    steps = T + SYNAPTIC_LAYERS
-    data = spikes.transpose(2, 1, 0, 3).astype(float)  # (C, H, W, T) -> (W, H, C, T)
-    data = np.concatenate([data, np.zeros((*data.shape[:-1], steps - T))], axis=-1)
-    source = io.source.RingBuffer(data=data)
-    sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps)
-    source.s_out.connect(net.inp)
-    net.out.connect(sink.a_in)
-    try:
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        got = sink.data.get()
-    finally:
-        net.stop()
-    assert not got[:, :SYNAPTIC_LAYERS].any()
-    return got[:, SYNAPTIC_LAYERS:].astype(bool)
+    """Stock netx's output spikes per step (`stock_netx_run`)."""
+    return run_stock_netx(path, spikes, SYNAPTIC_LAYERS).astype(bool)
 
 
 @pytest.mark.lava

@@ -18,7 +18,8 @@ import torch
 
 torch.set_num_threads(1)  # before Lava forks its process models (docs/hardware-facts.md, "Lava runtime")
 
-from lava.lib.dl import netx, slayer  # noqa: E402
+from lava.lib.dl import slayer  # noqa: E402
+from stock_netx_run import run_stock_netx  # noqa: E402
 
 from spikereg_deploy.cli import export_cli  # noqa: E402
 from spikereg_deploy.export.netx_plain import spec_for_run, stock_netx_verdict  # noqa: E402
@@ -69,26 +70,8 @@ def sdnn(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _stock_netx(path: Path, spikes: np.ndarray) -> np.ndarray:
-    """Stock netx in Lava fixed_pt: (x, y, c) maps, the output payloads delayed one step per synaptic layer."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc import io
-
-    net = netx.hdf5.Network(net_config=str(path))
-    steps = T + SYNAPTIC_LAYERS
-    data = spikes.transpose(2, 1, 0, 3).astype(float)  # (C, H, W, T) -> (W, H, C, T)
-    data = np.concatenate([data, np.zeros((*data.shape[:-1], steps - T))], axis=-1)
-    source = io.source.RingBuffer(data=data)
-    sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps)
-    source.s_out.connect(net.inp)
-    net.out.connect(sink.a_in)
-    try:
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        got = sink.data.get()
-    finally:
-        net.stop()
-    assert not got[:, :SYNAPTIC_LAYERS].any()
-    return got[:, SYNAPTIC_LAYERS:].astype(np.int64)
+    """Stock netx's output payloads per step (`stock_netx_run`)."""
+    return run_stock_netx(path, spikes, SYNAPTIC_LAYERS)
 
 
 def _ours(path: Path, spikes: np.ndarray, engine: str) -> np.ndarray:
