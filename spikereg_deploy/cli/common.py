@@ -39,6 +39,26 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (--workers)."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_distribution_options(parser: argparse.ArgumentParser, results_default: str | None) -> None:
+    """--workers / --scheduler / --results-db: where per-pair tasks run and where finished pairs are kept."""
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="worker processes of a local Dask cluster, one core each (default 1: run here, no Dask)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run the pairs on an existing Dask cluster instead (its workers need spikereg-deploy)")
+    where = results_default or "none: results live as long as the run"
+    parser.add_argument("--results-db", metavar="FILE|URL", default=results_default,
+                        help="database that keeps each finished pair at once, so a rerun skips it: an SQLite file or "
+                             f"an SQLAlchemy URL of a database server (default: {where})")
+
+
 def add_input_shape(parser: argparse.ArgumentParser, default: tuple[int, int, int] | None = DEFAULT_INPUT_SHAPE,
                     help_text: str = "input volume size D H W") -> None:
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("D", "H", "W"), default=default,

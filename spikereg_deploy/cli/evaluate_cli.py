@@ -4,13 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from spikereg_deploy.atomic import atomic_folder, check_output_path, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.imaging.native import describe_grid, grid_report
 
-from .common import add_input_shape, load_predictor, load_training_stage, non_negative_int
+from .common import add_distribution_options, add_input_shape, load_predictor, load_training_stage, non_negative_int
 
 OUTPUTS = ("evaluation.json", "per_pair.csv", "pair.png")
 
@@ -44,17 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="loihi2",
                         help="core profile whose per-op energies price a spiking model's counted events (loihi2, "
                              "loihi1, FILE)")
+    add_distribution_options(parser, results_default=None)
     parser.add_argument("-o", "--output", required=True, help="output folder")
     return parser
-
-
-def _energy(predictor: Any, profile: Any) -> dict[str, Any] | None:
-    """The energy fields of a spiking model's evaluated pairs (None for the ANN: no events to count)."""
-    from spikereg_deploy.energy.accuracy import energy_at_accuracy
-
-    if predictor.tally is None or not predictor.tally.inferences:
-        return None
-    return energy_at_accuracy(predictor.tally, predictor.spec, profile, predictor.kind)
 
 
 @cli_entry
@@ -62,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from spikereg_deploy import evaluation as ev
     from spikereg_deploy.engine import estimate_engine_memory
-    from spikereg_deploy.imaging.sources import open_source
     from spikereg_deploy.limits import DEFAULT_MAX_BYTES, check_pair_count, check_run_size
+    from spikereg_deploy.sweep.aggregate import model_summary, paired
+    from spikereg_deploy.sweep.cluster import run_tasks
+    from spikereg_deploy.sweep.results_db import MEMORY, ResultsDB
+
+    from .pair_tasks import DataSpec, ModelRef, make_tasks, model_key, run_pair_task
 
     shape = tuple(args.input_shape)
     check_output_path(args.output, folder=True)
@@ -83,34 +78,46 @@ def main(argv: list[str] | None = None) -> int:
         check_run_size(shape, DEFAULT_MAX_BYTES, 2 * estimate_engine_memory(predictor.spec, shape))
     if args.resolution is not None and ":" not in args.data:
         raise SpikeRegError(f"--resolution applies to file pairs (l2r:ROOT, neurite:ROOT), not --data {args.data}")
-    source = open_source(args.data, shape, seed=args.seed, count=args.pairs,
-                         multiple=predictors[0].spec.required_multiple(), split=args.split,
-                         pair_list=args.pair_list, resolution=args.resolution)
+    data = DataSpec(args.data, shape, args.seed, args.pairs, args.split, args.pair_list, args.resolution,
+                    predictors[0].spec.required_multiple())
+    source = data.open()
     if len(source) == 0:
         raise SpikeRegError(f"--data {args.data}: no pairs found")
-    run = ev.evaluate(source, predictors)
-    rows = run.rows[0]
-    first = run.first_pair
-    assert first is not None  # the source is not empty
+    db = ResultsDB(args.results_db or MEMORY)
+    refs = [ModelRef(path) for path in ([args.model, args.compare] if args.compare else [args.model])]
+    per_model = [make_tasks(ref, model_key(ref.path, p.spec), data, source) for ref, p in zip(refs, predictors,
+                                                                                              strict=True)]
+    tasks = [t for pair_tasks in zip(*per_model, strict=True) for t in pair_tasks]  # pair by pair, as before
+    ran, skipped = run_tasks(tasks, run_pair_task, db, workers=args.workers, scheduler=args.scheduler)
+    results = [db.results(ts[0].model_key, ts[0].settings_key, [t.pair for t in ts]) for ts in per_model]
+    summaries = [model_summary(r, p.spec, p.kind, profile) for r, p in zip(results, predictors, strict=True)]
+    failed = summaries[0]["failed"] + (summaries[1]["failed"] if args.compare else [])
+    if summaries[0]["pairs"] == 0:
+        raise SpikeRegError(f"--data {args.data}: every pair failed (first: {failed[0]['pair']}: "
+                            f"{failed[0]['error']})")
+    rows = summaries[0]["per_pair"]
+    first = source.pair(next(r.pair_index for r in results[0] if r.status == "ok"))
+    first_field = predictors[0].predict(first.fixed, first.moving)  # for the figure (the tasks return no fields)
     grid = grid_report(first.native, first.transform, first.affine)
-    scored_on = ev.SCORED_ON_NATIVE if rows[0]["scored_on"] != "network grid" else ev.SCORED_ON_NETWORK
+    scored_on = ev.SCORED_ON_NATIVE if rows and rows[0]["scored_on"] != "network grid" else ev.SCORED_ON_NETWORK
     result = {"model": predictors[0].name, "data": args.data, "split": args.split if args.data.startswith("l2r:")
               else None, "pairs": len(rows), "scored_on": scored_on, "grid_of_first_pair": grid,
-              "aggregate": ev.aggregate(rows), "energy": _energy(predictors[0], profile), "per_pair": rows,
-              "units": ev.UNITS}
+              "aggregate": summaries[0]["aggregate"], "energy": summaries[0]["energy"], "per_pair": rows,
+              "failed": summaries[0]["failed"], "units": ev.UNITS}
     if args.compare:
-        compare_rows = run.rows[1]
-        result["compare"] = {"model": predictors[1].name, "aggregate": ev.aggregate(compare_rows),
-                             "energy": _energy(predictors[1], profile),
-                             "per_pair": compare_rows,
-                             "paired": {m: ev.paired_comparison(rows, compare_rows, m)
-                                        for m in ("dice", "fraction_jacobian_nonpositive")}}
+        compare_rows = summaries[1]["per_pair"]
+        result["compare"] = {"model": predictors[1].name, "aggregate": summaries[1]["aggregate"],
+                             "energy": summaries[1]["energy"], "per_pair": compare_rows,
+                             "failed": summaries[1]["failed"],
+                             "paired": paired(rows, compare_rows, ("dice", "fraction_jacobian_nonpositive"))}
+    result["run"] = {"workers": args.workers, "scheduler": args.scheduler, "results_db": args.results_db,
+                     "tasks_run": ran, "tasks_skipped_finished": skipped,
+                     "note": "how the pairs were run; every other field is computed from the results alone"}
     out = Path(args.output)
     with atomic_folder(out) as staging:
         (staging / "evaluation.json").write_text(json_text(result, null_non_finite=True))  # Dice of absent labels
         (staging / "per_pair.csv").write_text(ev.rows_to_csv(rows))
-        ev.plot_pair(run.first_pair, run.first_fields[0], staging / "pair.png",
-                     f"{predictors[0].name}: {run.first_pair.name}")
+        ev.plot_pair(first, first_field, staging / "pair.png", f"{predictors[0].name}: {first.name}")
     agg = result["aggregate"]
     print(f"{predictors[0].name} on {len(rows)} pairs ({args.data}), measured:")
     print(f"  {describe_grid(grid)} (first pair)")
@@ -125,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         p = result["compare"]["paired"]["dice"]
         print(f"  vs {result['compare']['model']}: Dice difference {p['mean_difference']:+.4f} "
               f"(paired t p={p['paired_t_p']:.3g}, Wilcoxon p={p['wilcoxon_p']:.3g}, n={p['n_pairs']})")
+    for f in failed:
+        print(f"  FAILED {f['pair']}: {f['error']}")
+    if skipped:
+        print(f"  {skipped} pair run(s) were already in {args.results_db}: not run again")
     print(f"wrote {', '.join(OUTPUTS)} to {out}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ class PairSource(abc.ABC):
     @abc.abstractmethod
     def _build(self, index: int) -> RegistrationPair: ...
 
+    @abc.abstractmethod
+    def key(self, index: int) -> str:
+        """A name of pair `index` known without building it, unique within the source (results databases key on it)."""
+
     def pair(self, index: int) -> RegistrationPair:
         """Build pair `index` (0 <= index < len); anything else is an IndexError naming the source."""
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self):
@@ -61,6 +65,9 @@ class SyntheticSource(PairSource):
     def _build(self, index: int) -> RegistrationPair:
         return self._factory(index, self.shape, self.seed, self.config)
 
+    def key(self, index: int) -> str:
+        return f"{self.name}-{self.seed}-{index}"
+
 
 class FileSource(PairSource):
     """Pairs listed from a dataset folder (the whole list is checked on opening), loaded and preprocessed one by one."""
@@ -76,6 +83,9 @@ class FileSource(PairSource):
 
     def _build(self, index: int) -> RegistrationPair:
         return load_pair(self.files[index], self.target_shape, self.multiple, self.resolution)
+
+    def key(self, index: int) -> str:
+        return self.files[index].name
 
 
 SYNTHETIC_SOURCES: dict[str, PairFactory] = {"embedded": embedded_pair, "cross": cross_template_pair}
