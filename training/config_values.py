@@ -72,6 +72,7 @@ TRAINING_VALUES: dict[str, Check] = {
     "threshold_lr": _number(0), "ncc_window": _integer(1), "checkpoint_every": _integer(1), "accumulate": _integer(1),
     "percentile": _number(0, 100, low_open=True), "normalisation": _choice(NORMALISATIONS),
     "calibration_pairs": _integer(1), "time_steps": _integer(0, MAX_TIME_STEPS),
+    "threshold_scale": _number(0, 16, low_open=True),
 }
 
 #: `[model]`: UNetConfig's fields.

@@ -49,10 +49,12 @@ def percentile_of(x: torch.Tensor, p: float) -> float:
 
 
 def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, normalisation: str = "connection",
-            bisection_steps: int = 10, snn_config: UNetConfig | None = None
+            bisection_steps: int = 10, snn_config: UNetConfig | None = None, threshold_scale: float = 1.0
             ) -> tuple[SpikingUNet, list[LayerConversion]]:
     """Build a SpikingUNet from a trained teacher; `calibration` is (N, 2, D, H, W) in [0, 1]. `snn_config` (the
-    teacher's by default) sets the SNN's neuron model, T and input mode; its architecture must be the teacher's."""
+    teacher's by default) sets the SNN's neuron model, T and input mode; its architecture must be the teacher's.
+    `threshold_scale` multiplies every converted threshold (the threshold-balancing knob a tuner searches: above 1
+    fewer, later spikes; below 1 more), before the readout gain is fitted to the result."""
     if normalisation not in ("connection", "layer"):
         raise ValueError("normalisation must be 'connection' or 'layer'")
     spec = ann.spec
@@ -61,7 +63,7 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
         raise SpikeRegError("the SNN's architecture (encoder, decoder, kernels, channels) must be the teacher's")
     clips = ann.clips()
     if registry.neuron_model(snn_config.neuron_model).netx_type == "SDNN":
-        return _convert_sigma_delta(ann, calibration, percentile, snn_config)
+        return _convert_sigma_delta(ann, calibration, percentile, snn_config, threshold_scale)
     snn_config = _with_payload_levels(snn_config, ann.config)
     levels = snn_config.max_payload if _graded(snn_config) else 1  # payload units per normalised activation
     clip_thresholds = registry.neuron_model(snn_config.neuron_model).subtractive_reset and (bool(clips) or levels > 1)
@@ -102,7 +104,7 @@ def convert(ann: AnnUNet, calibration: torch.Tensor, percentile: float = 99.9, n
             else:
                 threshold, rate = _calibrate_threshold(snn, layer.name, calibration, target, scale, bisection_steps)
             report.append(LayerConversion(layer.name, lam[layer.name], scale, threshold, target, rate))
-    thresholds = {r.name: r.threshold for r in report}
+    thresholds = {r.name: r.threshold * threshold_scale for r in report}
     final = SpikingUNet(replace(snn.config, thresholds=thresholds))
     final.load_integer_weights(snn.integer_weights())
     if clip_thresholds:
@@ -129,8 +131,8 @@ SD_THRESHOLD_STEP = 0.5
 SD_RELU_LEVELS = 16
 
 
-def _convert_sigma_delta(ann: AnnUNet, calibration: torch.Tensor, percentile: float,
-                         snn_config: UNetConfig) -> tuple[SpikingUNet, list[LayerConversion]]:
+def _convert_sigma_delta(ann: AnnUNet, calibration: torch.Tensor, percentile: float, snn_config: UNetConfig,
+                         threshold_scale: float = 1.0) -> tuple[SpikingUNet, list[LayerConversion]]:
     """Sigma-delta (SDNN) conversion: payloads carry activation values (not rates), so each layer's weights take its
     sources in their own scale (the source's normalised activation a / lambda times its scale s), and the layer's
     activation is s x a / lambda, s filling the 8-bit weights but at most `SD_ACTIVATION_MAX` and `SD_PEAK` over the
@@ -182,7 +184,7 @@ def _convert_sigma_delta(ann: AnnUNet, calibration: torch.Tensor, percentile: fl
             target = float(acts[layer.name].div(lam[layer.name]).clamp(0, 1).mean())
             report.append(LayerConversion(layer.name, lam[layer.name], scale[layer.name], thresholds[layer.name],
                                           target, float("nan")))
-    final = SpikingUNet(replace(snn.config, thresholds=thresholds))
+    final = SpikingUNet(replace(snn.config, thresholds={k: v * threshold_scale for k, v in thresholds.items()}))
     final.load_integer_weights(snn.integer_weights())
     with torch.no_grad():  # "rate": the layer's mean payload per neuron and step, in its normalised activation
         spikes = final(calibration).spikes

@@ -73,7 +73,7 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> AnnUNet | Spiki
     ann = load_checkpoint(cfg.init, kind="ann")
     fixed, moving = calibration_pairs(cfg)
     snn, report = convert(ann, torch.cat([fixed, moving], 1), cfg.percentile, cfg.normalisation,
-                          snn_config=snn_config_for(ann.config, cfg))
+                          snn_config=snn_config_for(ann.config, cfg), threshold_scale=cfg.threshold_scale)
     for row in report:
         log(f"converted {row.name}: threshold {row.threshold:.3f}, rate {100 * row.rate:.1f} % "
             f"(target {100 * row.target_rate:.1f} %)")

@@ -19,7 +19,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "data": ("data_seed_offset",),
     "optim": ("steps", "batch_size", "lr", "reg_weight", "sparsity_weight", "distill_weight", "teacher", "gain_lr",
               "threshold_lr", "ncc_window", "checkpoint_every", "accumulate"),
-    "conversion": ("percentile", "normalisation", "calibration_pairs", "time_steps"),
+    "conversion": ("percentile", "normalisation", "calibration_pairs", "time_steps", "threshold_scale"),
 }
 MODEL_TABLE = "model"
 
@@ -52,6 +52,7 @@ class TrainConfig:
     normalisation: str = "connection"
     calibration_pairs: int = 4
     time_steps: int = 0  # stage snn: T of the converted network (0 = the teacher config's T)
+    threshold_scale: float = 1.0  # stage snn: every converted threshold x this (1 = as conversion sets them)
     data_seed_offset: int = 10_000  # training pairs use seeds >= this; evaluation uses lower seeds
 
     @classmethod
