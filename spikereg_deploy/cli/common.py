@@ -59,6 +59,14 @@ def add_distribution_options(parser: argparse.ArgumentParser, results_default: s
                              f"an SQLAlchemy URL of a database server (default: {where})")
 
 
+def check_distribution_args(args: argparse.Namespace) -> None:
+    """A malformed --scheduler address is refused with the other argument checks, before any model is loaded."""
+    if args.scheduler is not None:
+        from spikereg_deploy.sweep.cluster import check_scheduler_address
+
+        check_scheduler_address(args.scheduler)
+
+
 def add_input_shape(parser: argparse.ArgumentParser, default: tuple[int, int, int] | None = DEFAULT_INPUT_SHAPE,
                     help_text: str = "input volume size D H W") -> None:
     parser.add_argument("--input-shape", nargs=3, type=int, metavar=("D", "H", "W"), default=default,

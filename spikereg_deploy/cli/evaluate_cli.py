@@ -9,7 +9,14 @@ from spikereg_deploy.atomic import atomic_folder, check_output_path, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.imaging.native import describe_grid, grid_report
 
-from .common import add_distribution_options, add_input_shape, load_predictor, load_training_stage, non_negative_int
+from .common import (
+    add_distribution_options,
+    add_input_shape,
+    check_distribution_args,
+    load_predictor,
+    load_training_stage,
+    non_negative_int,
+)
 
 OUTPUTS = ("evaluation.json", "per_pair.csv", "pair.png")
 
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     shape = tuple(args.input_shape)
     check_output_path(args.output, folder=True)
+    check_distribution_args(args)
     check_run_size(shape, DEFAULT_MAX_BYTES)  # sizes first: before a model is loaded or a pair built
     if args.data in ("embedded", "cross"):  # folder sources have as many pairs as files
         check_pair_count(args.pairs, 2 if args.compare else 1, shape)

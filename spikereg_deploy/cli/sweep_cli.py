@@ -10,7 +10,13 @@ from typing import Any
 from spikereg_deploy.atomic import atomic_folder, check_output_path, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 
-from .common import add_distribution_options, add_input_shape, load_training_stage, non_negative_int
+from .common import (
+    add_distribution_options,
+    add_input_shape,
+    check_distribution_args,
+    load_training_stage,
+    non_negative_int,
+)
 
 OUTPUTS = ("sweep.json", "per_pair.csv", "sweep.png")
 
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     shape = tuple(args.input_shape)
     check_output_path(args.output, folder=True)
+    check_distribution_args(args)
     check_run_size(shape, DEFAULT_MAX_BYTES)
     if ":" not in args.data:
         check_pair_count(args.pairs, max(1, len(args.models)), shape)

@@ -10,7 +10,14 @@ from pathlib import Path
 from spikereg_deploy.atomic import atomic_folder, check_output_path, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 
-from .common import add_distribution_options, add_input_shape, load_training_stage, non_negative_int, positive_int
+from .common import (
+    add_distribution_options,
+    add_input_shape,
+    check_distribution_args,
+    load_training_stage,
+    non_negative_int,
+    positive_int,
+)
 
 OUTPUTS = ("pareto.json", "pareto.png", "trials.csv", "chosen.toml")
 HELD_OUT_SEED = 0  # the seed of the held-out embedded / cross pairs the README reports: never tuned on
@@ -57,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SpikeRegError(f"--seed {HELD_OUT_SEED}: those {args.data} pairs are the held-out ones the README "
                             "reports; tune on other pairs (e.g. --seed 1)")
     check_output_path(args.output, folder=True)
+    check_distribution_args(args)
     out = Path(args.output)
     state = Path(args.state) if args.state else out.with_name(out.name + ".state")
     storage = args.storage or str(state / "study.sqlite")

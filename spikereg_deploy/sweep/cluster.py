@@ -55,6 +55,7 @@ def check_scheduler_address(address: str) -> None:
 def connect(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A Dask client: to a new LocalCluster of `workers` processes, or to the cluster at `scheduler`."""
     import dask
+    from distributed import Client, LocalCluster  # before config.set: leaving it would drop defaults set on import
 
     os.environ.update(THREAD_ENVIRONMENT)  # the workers inherit it (spawned processes copy the environment)
     settings = {"distributed.worker.daemon": False,  # Lava forks its own processes inside a task
@@ -62,8 +63,6 @@ def connect(workers: int, scheduler: str | None) -> Iterator[Any]:
                 "distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT_S}s",
                 "distributed.scheduler.worker-saturation": 1.0}
     with dask.config.set(settings):
-        from distributed import Client, LocalCluster
-
         if scheduler is not None:
             check_scheduler_address(scheduler)
             try:
@@ -97,28 +96,25 @@ def run_tasks(tasks: Sequence[PairTaskLike], task_fn: Callable[[Any], PairResult
         if task.pair not in finished[key]:
             pending.append(task)
     skipped = len(tasks) - len(pending)
-    bar = _progress(len(tasks), skipped, workers if scheduler is None else None, progress)
-
-    def record(result: PairResult) -> None:
-        db.record(result)
-        bar.update(1)
-        if on_result is not None:
-            on_result(result)
-
-    try:
-        if not pending:
-            return 0, skipped
-        if scheduler is None and workers == 1:
+    if not pending:
+        return 0, skipped
+    if scheduler is None and workers == 1:
+        with _progress(len(tasks), skipped, workers, progress) as bar:
             for task in pending:
-                record(task_fn(task))
-            return len(pending), skipped
-        with connect(workers, scheduler) as client:
-            if scheduler is not None:
-                bar.set_postfix_str(f"{len(client.scheduler_info().get('workers', {}))} workers")
-            _run_on_cluster(client, pending, task_fn, record)
+                _record(db, task_fn(task), bar, on_result)
         return len(pending), skipped
-    finally:
-        bar.close()
+    with connect(workers, scheduler) as client:  # a refusal (unreachable scheduler) comes before any progress line
+        shown = workers if scheduler is None else len(client.scheduler_info().get("workers", {}))
+        with _progress(len(tasks), skipped, shown, progress) as bar:
+            _run_on_cluster(client, pending, task_fn, lambda result: _record(db, result, bar, on_result))
+    return len(pending), skipped
+
+
+def _record(db: ResultsDB, result: PairResult, bar: Any, on_result: Callable[[PairResult], None] | None) -> None:
+    db.record(result)
+    bar.update(1)
+    if on_result is not None:
+        on_result(result)
 
 
 def _run_on_cluster(client: Any, pending: Sequence[PairTaskLike], task_fn: Callable[[Any], PairResult],
@@ -146,10 +142,9 @@ def _run_on_cluster(client: Any, pending: Sequence[PairTaskLike], task_fn: Calla
         future.release()
 
 
-def _progress(total: int, done: int, workers: int | None, enabled: bool) -> Any:
+def _progress(total: int, done: int, workers: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=done, desc="pairs", unit="pair", disable=not enabled, dynamic_ncols=True)
-    if workers is not None:
-        bar.set_postfix_str(f"{workers} worker{'s' if workers != 1 else ''}")
+    bar.set_postfix_str(f"{workers} worker{'s' if workers != 1 else ''}")
     return bar
