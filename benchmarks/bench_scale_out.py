@@ -1,9 +1,10 @@
 """Scale-out of per-pair evaluation: 1 vs 2 Dask workers on this machine, per-pair cost at three sizes, and the
 planned wall time of a full-size Learn2Reg validation on N workers.
 
-1. The same `spikereg-sweep` (embedded default model, integer reference engine, `--pairs` embedded pairs at 32^3)
-   serially and on a LocalCluster of 2 workers: wall time of each (measured), speedup, and whether every number in
-   sweep.json except the run block is identical.
+1. The same `spikereg-sweep` (embedded default model, integer reference engine, `--pairs` embedded pairs at 32^3
+   and on the 2 mm MNI grid) serially and on a LocalCluster of 2 workers: wall time of each (measured), speedup,
+   and whether every number in sweep.json except the run block is identical. At 32^3 a pair costs less than
+   starting a cluster; at 2 mm the pairs dominate.
 2. One pair through the reference engine at 32^3, at the 2 mm MNI grid (96 x 112 x 96) and at Learn2Reg OASIS's
    full size (160 x 192 x 224), one torch thread (as a worker runs it): wall seconds (measured) and the engine's
    memory estimate.
@@ -35,11 +36,12 @@ L2R_VALIDATION_PAIRS = 19
 WORKERS = (1, 2, 4, 8, 16, 32)
 
 
-def sweep_seconds(pairs: int, workers: int, folder: Path) -> tuple[float, dict[str, Any]]:
-    out = folder / f"w{workers}"
+def sweep_seconds(pairs: int, workers: int, shape: tuple[int, int, int], folder: Path
+                  ) -> tuple[float, dict[str, Any]]:
+    out = folder / f"w{workers}-{'x'.join(map(str, shape))}"
     started = time.perf_counter()
     code = sweep_cli.main(["--pairs", str(pairs), "--engine", "reference", "--workers", str(workers),
-                           "--results-db", str(folder / f"w{workers}.sqlite"), "-o", str(out)])
+                           "--input-shape", *map(str, shape), "--results-db", str(out) + ".sqlite", "-o", str(out)])
     seconds = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"sweep with {workers} workers failed ({code})")
@@ -71,10 +73,18 @@ def main() -> None:
     parser.add_argument("-o", "--output", default="benchmarks/results/scale_out.json")
     args = parser.parse_args()
     load_training_stage()
+    sweeps = []
     with tempfile.TemporaryDirectory(prefix="scale-out-") as tmp:
-        serial_s, serial = sweep_seconds(args.pairs, 1, Path(tmp))
-        parallel_s, parallel = sweep_seconds(args.pairs, 2, Path(tmp))
-    same = {k: v for k, v in serial.items() if k != "run"} == {k: v for k, v in parallel.items() if k != "run"}
+        for name in ("32^3", "2 mm MNI (96x112x96)"):
+            serial_s, serial = sweep_seconds(args.pairs, 1, SIZES[name], Path(tmp))
+            parallel_s, parallel = sweep_seconds(args.pairs, 2, SIZES[name], Path(tmp))
+            same = {k: v for k, v in serial.items() if k != "run"} == {k: v for k, v in parallel.items() if k != "run"}
+            sweeps.append({"grid": name, "pairs": args.pairs, "shape": list(SIZES[name]), "engine": "reference",
+                           "wall_time_1_worker_s": round(serial_s, 1), "wall_time_2_workers_s": round(parallel_s, 1),
+                           "speedup_2_workers": round(serial_s / parallel_s, 2), "identical_results": same,
+                           "dice_mean": serial["models"][0]["aggregate"]["dice"]["mean"],
+                           "how": "measured: the whole spikereg-sweep call, cluster start and model loading "
+                                  "included"})
     costs = {name: per_pair_cost(shape) for name, shape in SIZES.items()}
     full = costs["Learn2Reg full (160x192x224)"]
     plan = [{"workers": n, "wall_time_s": round(math.ceil(L2R_VALIDATION_PAIRS / n) * full["seconds"], 1),
@@ -84,11 +94,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "model": serial["models"][0]["model"],
-        "sweep": {"pairs": args.pairs, "shape": [32, 32, 32], "engine": "reference",
-                  "wall_time_1_worker_s": round(serial_s, 1), "wall_time_2_workers_s": round(parallel_s, 1),
-                  "speedup_2_workers": round(serial_s / parallel_s, 2), "identical_results": same,
-                  "dice_mean": serial["models"][0]["aggregate"]["dice"]["mean"],
-                  "how": "measured: the whole spikereg-sweep call, cluster start and model loading included"},
+        "sweeps": sweeps,
         "per_pair": costs,
         "planned_full_validation": {"pairs": L2R_VALIDATION_PAIRS, "rows": plan,
                                     "how": "projected: ceil(pairs / workers) x the measured full-size per-pair "
