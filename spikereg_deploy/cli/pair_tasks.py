@@ -13,7 +13,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,3 @@ def run_pair_task(task: PairTask) -> PairResult:
         return task.failed(str(err))
     except (MemoryError, OSError, ValueError, RuntimeError, IndexError, KeyError, TypeError) as err:
         return task.failed(f"{type(err).__name__}: {err}")
-
-
-def task_summary(task: PairTask) -> dict[str, Any]:
-    return asdict(task)
