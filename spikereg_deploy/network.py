@@ -308,12 +308,14 @@ class NetworkSpec:
 
     # -- geometry --------------------------------------------------------------------------------------------
     def required_multiple(self) -> int:
-        """Input sizes must be divisible by this (the product of the encoder strides) for the skips to line up."""
-        total = 1
+        """Input sizes must be divisible by this for the skips to line up: the largest downsampling on any path from
+        the input (the product of the conv strides along it; parallel branches, e.g. a residual shortcut beside a
+        strided conv, count once)."""
+        total: dict[str, int] = {}
         for layer in self.layers:
-            if layer.kind == "conv":
-                total *= max(layer.stride)
-        return total
+            before = max((total[src] for src in layer.inputs), default=1)
+            total[layer.name] = before * (max(layer.stride) if layer.kind == "conv" else 1)
+        return max(total.values())
 
     def geometry(self, input_shape: tuple[int, int, int] | list[int]) -> dict[str, LayerGeometry]:
         """Shapes, neurons, fan-in, synapses and dense-ANN MACs of every layer for one input volume size.
