@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 
 __all__ = ["Terminated", "SignalDeferral", "deferred_signals", "termination_as_exception", "descendant_pids",
-           "kill_pids", "exit_status_for"]
+           "kill_pids", "exit_status_for", "become_task_worker"]
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _HANDLED = (signal.SIGINT, signal.SIGTERM)
@@ -74,6 +74,7 @@ def termination_as_exception() -> Iterator[None]:
 _fork_policy_active = False
 _forking_parent = 0  # the pid that forked, seen by the child (memory is copied at fork)
 _forking_from_main_thread = False
+_pdeathsig_from_any_thread = False  # set in a task worker process (`become_task_worker`)
 
 
 def _before_fork() -> None:
@@ -88,7 +89,7 @@ def _after_fork_in_child() -> None:
         return
     for sig in _HANDLED:
         signal.signal(sig, signal.SIG_IGN)
-    if _forking_from_main_thread:  # PDEATHSIG fires when the forking *thread* ends: only safe for the main one
+    if _forking_from_main_thread or _pdeathsig_from_any_thread:  # it fires when the forking *thread* ends
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != _forking_parent:  # the parent died before prctl took effect
@@ -147,6 +148,22 @@ def deferred_signals(grace_s: float = 5.0) -> Iterator[SignalDeferral]:
             signal.setitimer(signal.ITIMER_REAL, 0)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def become_task_worker() -> None:
+    """Make this process a worker of a coordinating process (a Dask worker of `spikereg_deploy.sweep.cluster`):
+    Ctrl-C reaches the whole process group, but stopping is the coordinator's job (it closes the cluster), so
+    SIGINT is ignored here instead of printing a traceback per worker; and the kernel kills this process with
+    SIGKILL should the coordinator die (even by SIGKILL). Processes a task forks (Lava's) get the same death
+    signal from whichever thread forks them: a worker's task thread lives as long as the worker."""
+    global _pdeathsig_from_any_thread
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _pdeathsig_from_any_thread = True
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the coordinator died before prctl took effect
+        os._exit(1)
 
 
 def descendant_pids(root: int | None = None) -> set[int]:

@@ -217,3 +217,19 @@ def test_a_worker_killed_from_outside_still_ends_in_130_without_orphans(tmp_path
     assert not [pid for pid in workers if _alive(pid)]
     assert sorted(p.name for p in scratch.iterdir()) == []
     assert {p.name: p.read_bytes() for p in out.iterdir()} == PREVIOUS
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_ctrl_c_during_a_sweep_on_lava_workers(tmp_path: Path) -> None:
+    """Lava inside two Dask workers: the workers ignore the group's SIGINT, the coordinator ends them and their
+    Lava processes, and exits with one line."""
+    command = ["spikereg-sweep", "--engine", "lava", "--workers", "2", "--pairs", "4", "--input-shape", "16", "16",
+               "16", "--results-db", ":memory:"]
+    before = set(Path("/tmp").glob("spikereg-workers-*"))  # where worker folders go when TMPDIR is too deep
+    rc, elapsed, stderr, workers, scratch, out = _interrupt(
+        tmp_path, command, re.compile(r"pairs:\s+\d+%\|[^|]*\|\s*[1-9]/4"),
+        lambda proc: os.killpg(proc.pid, signal.SIGINT))
+    assert len(workers) > 2, "no Lava processes below the workers"
+    _check_clean_exit(rc, 130, elapsed, stderr, "spikereg-sweep: interrupted", workers, scratch, out, "pairs:")
+    assert set(Path("/tmp").glob("spikereg-workers-*")) == before, "a worker scratch folder was left in /tmp"

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -31,6 +33,7 @@ __all__ = ["PairTaskLike", "run_tasks", "connect", "THREAD_ENVIRONMENT", "check_
 #: One thread per worker process for every numerical library a task may use.
 THREAD_ENVIRONMENT = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 CONNECT_TIMEOUT_S = 10
+WORKER_PRELOAD = "spikereg_deploy.sweep.worker_setup"  # SIGINT ignored, dies with the coordinator
 
 
 class PairTaskLike(Protocol):
@@ -58,6 +61,9 @@ def connect(workers: int, scheduler: str | None) -> Iterator[Any]:
     from distributed import Client, LocalCluster  # before config.set: leaving it would drop defaults set on import
 
     os.environ.update(THREAD_ENVIRONMENT)  # the workers inherit it (spawned processes copy the environment)
+    # After an interrupt the killed Lava processes leave their shared memory to multiprocessing's resource tracker,
+    # which frees it and says so in a warning per run: the cleanup is the point, the warning is noise on Ctrl-C.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
     settings = {"distributed.worker.daemon": False,  # Lava forks its own processes inside a task
                 "distributed.nanny.pre-spawn-environ": dict(THREAD_ENVIRONMENT),
                 "distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT_S}s",
@@ -73,10 +79,70 @@ def connect(workers: int, scheduler: str | None) -> Iterator[Any]:
             with client:
                 yield client
             return
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
-        with cluster, Client(cluster, set_as_default=False) as client:
-            yield client
+        # The workers' temporary files (Dask's scratch space, and through the preload Lava's and multiprocessing's
+        # folders) go to one folder of ours, removed at the end: a worker killed on Ctrl-C cannot remove its own.
+        scratch = _scratch_folder()
+        ours = {"distributed.worker.preload": [WORKER_PRELOAD], "temporary-directory": scratch}
+        try:
+            with dask.config.set(ours):  # ours only, not a user's cluster
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+            try:
+                with Client(cluster, set_as_default=False) as client:
+                    yield client
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: closing would wait for the pairs in flight; end them now
+                logging.getLogger("distributed").setLevel(logging.CRITICAL)  # not a traceback per closed comm
+                _kill_workers(cluster)
+                raise
+            finally:
+                _close(cluster)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+#: Linux's limit on an AF_UNIX socket path (sun_path, 108 bytes with its NUL), and what multiprocessing (which
+#: Lava's runtime uses in a worker) adds below a temporary folder for its listener: pymp-XXXXXXXX/listener-XXXXXXXX.
+UNIX_SOCKET_PATH_MAX = 107
+MULTIPROCESSING_SOCKET_TAIL = len("/pymp-12345678/listener-12345678")
+
+
+def _scratch_folder() -> str:
+    """A new folder for the workers' temporary files: in the user's temporary folder when the sockets
+    multiprocessing makes below it still fit Linux's path limit, else in /tmp."""
+    folder = tempfile.mkdtemp(prefix="spikereg-workers-")
+    if len(folder) + MULTIPROCESSING_SOCKET_TAIL <= UNIX_SOCKET_PATH_MAX:
+        return folder
+    os.rmdir(folder)
+    return tempfile.mkdtemp(prefix="spikereg-workers-", dir="/tmp")
+
+
+def _close(cluster: Any) -> None:
+    """Close the local cluster; interrupted while closing, kill its workers instead. Either way it is taken off
+    distributed's exit hook, which would otherwise wait up to 10 s more for a cluster whose close was cut short."""
+    from distributed.deploy.spec import SpecCluster
+
+    try:
+        cluster.close(timeout=10)
+    except TimeoutError:  # a worker that would not stop: the results are in, end it
+        _kill_workers(cluster)
+    except KeyboardInterrupt:
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        _kill_workers(cluster)
+        raise
+    finally:
+        SpecCluster._instances.discard(cluster)
+
+
+def _kill_workers(cluster: Any) -> None:
+    """SIGKILL the local cluster's worker processes and what their tasks forked (Lava's processes)."""
+    from ..signals import descendant_pids, kill_pids
+
+    pids: set[int] = set()
+    for nanny in cluster.workers.values():
+        pid = getattr(getattr(nanny, "process", None), "pid", None)
+        if pid:
+            pids |= {pid, *descendant_pids(pid)}
+    kill_pids(pids)
 
 
 def run_tasks(tasks: Sequence[PairTaskLike], task_fn: Callable[[Any], PairResult], db: ResultsDB, *,
