@@ -59,6 +59,36 @@ def add_distribution_options(parser: argparse.ArgumentParser, results_default: s
                              f"an SQLAlchemy URL of a database server (default: {where})")
 
 
+def add_pair_source_options(parser: argparse.ArgumentParser, *, seed_default: int = 0,
+                            seed_help: str = "seed of the embedded or cross pairs (training uses >= 10000)",
+                            file_grid_options: bool = True) -> None:
+    """--data, --split, --pairs, --seed and (`file_grid_options`) --pair-list, --resolution: the pairs a tool runs
+    on, as `pair_tasks.DataSpec` takes them."""
+    parser.add_argument("--data", default="embedded",
+                        help="embedded (held-out synthetic pairs of the MNI152 template), cross (pairs between the "
+                             "MNI152 2009a and CAT12 templates: two anatomies), l2r:ROOT (Learn2Reg OASIS validation "
+                             "pairs) or neurite:ROOT (neurite-oasis layout)")
+    parser.add_argument("--split", choices=("val", "train", "test"), default="val",
+                        help="l2r:ROOT: which pairs of its *_dataset.json (val: registration_val or validation; "
+                             "test: registration_test; train: training_paired_images, else consecutive training "
+                             "images not used in validation). Default val")
+    if file_grid_options:
+        parser.add_argument("--pair-list", metavar="FILE",
+                            help="neurite:ROOT: pairs to run, one 'FIXED MOVING' subject pair a line (default: "
+                                 "every ordered pair of subjects)")
+        parser.add_argument("--resolution", type=float, metavar="MM",
+                            help="file pairs: run the network on a grid of MM mm voxels instead of fitting the pair "
+                                 "into --input-shape (the default); scores are always taken on the fixed label grid")
+    parser.add_argument("--pairs", type=int, default=8, help="number of embedded or cross pairs (default 8)")
+    parser.add_argument("--seed", type=non_negative_int, default=seed_default, help=seed_help)
+
+
+def add_profile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="loihi2",
+                        help="core profile whose per-op energies price a spiking model's counted events (loihi2, "
+                             "loihi1, FILE)")
+
+
 def check_distribution_args(args: argparse.Namespace) -> None:
     """A malformed --scheduler address is refused with the other argument checks, before any model is loaded."""
     if args.scheduler is not None:

@@ -12,10 +12,11 @@ from spikereg_deploy.imaging.native import describe_grid, grid_report
 from .common import (
     add_distribution_options,
     add_input_shape,
+    add_pair_source_options,
+    add_profile_option,
     check_distribution_args,
     load_predictor,
     load_training_stage,
-    non_negative_int,
 )
 
 OUTPUTS = ("evaluation.json", "per_pair.csv", "pair.png")
@@ -29,27 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", nargs="?", help="checkpoint.pt or model.net (default: the embedded default model)")
     parser.add_argument("--compare", help="a second model evaluated on the same pairs (paired comparison)")
-    parser.add_argument("--data", default="embedded",
-                        help="embedded (held-out synthetic pairs of the MNI152 template), cross (pairs between the "
-                             "MNI152 2009a and CAT12 templates: two anatomies), l2r:ROOT (Learn2Reg OASIS validation "
-                             "pairs) or neurite:ROOT (neurite-oasis layout)")
-    parser.add_argument("--split", choices=("val", "train", "test"), default="val",
-                        help="l2r:ROOT: which pairs of its *_dataset.json (val: registration_val or validation; "
-                             "test: registration_test; train: training_paired_images, else consecutive training "
-                             "images not used in validation). Default val")
-    parser.add_argument("--pair-list", metavar="FILE",
-                        help="neurite:ROOT: pairs to evaluate, one 'FIXED MOVING' subject pair a line (default: "
-                             "every ordered pair of subjects)")
-    parser.add_argument("--resolution", type=float, metavar="MM",
-                        help="file pairs: run the network on a grid of MM mm voxels instead of fitting the pair "
-                             "into --input-shape (the default); scores are always taken on the fixed label grid")
-    parser.add_argument("--pairs", type=int, default=8, help="number of embedded or cross pairs (default 8)")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
-                        help="seed of the embedded pairs (training uses >= 10000)")
+    add_pair_source_options(parser)
     add_input_shape(parser, help_text="network grid D H W")
-    parser.add_argument("--profile", default="loihi2",
-                        help="core profile whose per-op energies price a spiking model's counted events (loihi2, "
-                             "loihi1, FILE)")
+    add_profile_option(parser)
     add_distribution_options(parser, results_default=None)
     parser.add_argument("-o", "--output", required=True, help="output folder")
     return parser
@@ -84,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for predictor in predictors:
         predictor.spec.geometry(shape)  # a shape the network cannot take is a one-line error, before any pair
         check_run_size(shape, DEFAULT_MAX_BYTES, 2 * estimate_engine_memory(predictor.spec, shape))
-    if args.resolution is not None and ":" not in args.data:
-        raise SpikeRegError(f"--resolution applies to file pairs (l2r:ROOT, neurite:ROOT), not --data {args.data}")
-    data = DataSpec(args.data, shape, args.seed, args.pairs, args.split, args.pair_list, args.resolution,
-                    predictors[0].spec.required_multiple())
+    data = DataSpec.from_args(args, shape, predictors[0].spec.required_multiple())
     source = data.open()
     if len(source) == 0:
         raise SpikeRegError(f"--data {args.data}: no pairs found")

@@ -42,6 +42,15 @@ class DataSpec:
     resolution: float | None = None
     multiple: int = 1
 
+    @classmethod
+    def from_args(cls, args: Any, shape: tuple[int, int, int], multiple: int = 1) -> DataSpec:
+        """The pairs named by `common.add_pair_source_options`' arguments (pair list and resolution when present)."""
+        resolution = getattr(args, "resolution", None)
+        if resolution is not None and ":" not in args.data:
+            raise SpikeRegError(f"--resolution applies to file pairs (l2r:ROOT, neurite:ROOT), not --data {args.data}")
+        return cls(args.data, shape, args.seed, args.pairs, args.split, getattr(args, "pair_list", None), resolution,
+                   multiple)
+
     def open(self) -> Any:
         from spikereg_deploy.imaging.sources import open_source
 

@@ -3,7 +3,9 @@ over Dask workers, each finished pair kept in a results database so that a rerun
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,10 @@ from spikereg_deploy.errors import SpikeRegError, cli_entry
 from .common import (
     add_distribution_options,
     add_input_shape,
+    add_pair_source_options,
+    add_profile_option,
     check_distribution_args,
     load_training_stage,
-    non_negative_int,
 )
 
 OUTPUTS = ("sweep.json", "per_pair.csv", "sweep.png")
@@ -30,14 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", choices=("reference", "lava", "model"), default="reference",
                         help="reference: the integer engine (default); lava: the Lava CPU runtime, fixed_pt; model: "
                              "each file's own forward (needed for an ANN teacher)")
-    parser.add_argument("--data", default="embedded", help="embedded, cross, l2r:ROOT or neurite:ROOT")
-    parser.add_argument("--split", choices=("val", "train", "test"), default="val", help="l2r:ROOT split")
-    parser.add_argument("--pair-list", metavar="FILE", help="neurite:ROOT pairs, one 'FIXED MOVING' a line")
-    parser.add_argument("--resolution", type=float, metavar="MM", help="file pairs: network grid spacing in mm")
-    parser.add_argument("--pairs", type=int, default=8, help="number of embedded or cross pairs (default 8)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the embedded or cross pairs")
+    add_pair_source_options(parser)
     add_input_shape(parser, help_text="network grid D H W")
-    parser.add_argument("--profile", default="loihi2", help="core profile pricing the counted events")
+    add_profile_option(parser)
     add_distribution_options(parser, results_default="OUTDIR.results.sqlite")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     return parser
@@ -52,12 +50,14 @@ def run_sweep(model_paths: list[str | None], engine: str, data: Any, profile: An
 
     from .pair_tasks import ModelRef, load_task_predictor, make_tasks, model_key, run_pair_task
 
+    refs = [ModelRef(path, engine) for path in model_paths]
+    predictors = [load_task_predictor(ref) for ref in refs]  # here only for names, specs and keys
+    # file pairs are cropped / padded to sizes every model can take
+    data = replace(data, multiple=math.lcm(*(p.spec.required_multiple() for p in predictors)))
     source = data.open()
     if len(source) == 0:
         raise SpikeRegError(f"--data {data.data}: no pairs found")
     db = ResultsDB(results_db)
-    refs = [ModelRef(path, engine) for path in model_paths]
-    predictors = [load_task_predictor(ref) for ref in refs]  # here only for names, specs and keys
     per_model = [make_tasks(ref, model_key(ref.path, p.spec), data, source)
                  for ref, p in zip(refs, predictors, strict=True)]
     tasks = [t for column in zip(*per_model, strict=True) for t in column]
@@ -126,15 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     check_run_size(shape, DEFAULT_MAX_BYTES)
     if ":" not in args.data:
         check_pair_count(args.pairs, max(1, len(args.models)), shape)
-    if args.resolution is not None and ":" not in args.data:
-        raise SpikeRegError(f"--resolution applies to file pairs (l2r:ROOT, neurite:ROOT), not --data {args.data}")
+    data = DataSpec.from_args(args, shape)
     profile = load_profile(args.profile)
     load_training_stage()
     results_db = args.results_db
     if results_db == "OUTDIR.results.sqlite":
         results_db = str(Path(args.output).with_name(Path(args.output).name + ".results.sqlite"))
     models: list[str | None] = list(args.models) or [None]
-    data = DataSpec(args.data, shape, args.seed, args.pairs, args.split, args.pair_list, args.resolution)
     result = run_sweep(models, args.engine, data, profile, workers=args.workers, scheduler=args.scheduler,
                        results_db=results_db)
     out = Path(args.output)

@@ -13,6 +13,8 @@ from spikereg_deploy.errors import SpikeRegError, cli_entry
 from .common import (
     add_distribution_options,
     add_input_shape,
+    add_pair_source_options,
+    add_profile_option,
     check_distribution_args,
     load_training_stage,
     non_negative_int,
@@ -37,17 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Optuna RDB storage: SQLite file or SQLAlchemy URL (default OUTDIR.state/study.sqlite)")
     parser.add_argument("--state", metavar="DIR", help="trial checkpoints and pair results (default OUTDIR.state)")
     parser.add_argument("--space", default="default", help="search space: default, or a TOML file (docs/tuning.md)")
-    parser.add_argument("--data", default="embedded", help="validation pairs: embedded, cross, l2r:ROOT, neurite:ROOT")
-    parser.add_argument("--split", choices=("val", "train", "test"), default="val", help="l2r:ROOT split")
-    parser.add_argument("--pairs", type=int, default=8, help="validation pairs per trial (embedded/cross)")
-    parser.add_argument("--seed", type=non_negative_int, default=1,
-                        help=f"seed of the validation pairs (default 1; {HELD_OUT_SEED} holds the held-out pairs and "
-                             "is refused)")
+    add_pair_source_options(parser, seed_default=1, file_grid_options=False,
+                            seed_help=f"seed of the validation pairs (default 1; {HELD_OUT_SEED} holds the held-out "
+                                      "pairs and is refused)")
     parser.add_argument("--sampler-seed", type=non_negative_int, default=0, help="seed of Optuna's sampler")
     parser.add_argument("--max-dice-drop", type=float, default=0.01,
                         help="chosen point: the highest energy ratio whose Dice is within this of the front's best")
     add_input_shape(parser, help_text="network grid D H W (also the conversion's calibration grid)")
-    parser.add_argument("--profile", default="loihi2", help="core profile pricing the counted events")
+    add_profile_option(parser)
     add_distribution_options(parser, results_default=None)
     parser.add_argument("-o", "--output", required=True, help="output folder")
     return parser
@@ -72,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     load_training_stage()
     from .tuning import TuneSetup, choose_point, pareto_rows, plot_pareto, read_space, run_study, trials_csv
 
-    setup = TuneSetup(teacher=args.teacher, data=DataSpec(args.data, tuple(args.input_shape), args.seed, args.pairs,
-                                                          args.split),
+    setup = TuneSetup(teacher=args.teacher, data=DataSpec.from_args(args, tuple(args.input_shape)),
                       space=read_space(args.space), state=state, profile=profile, workers=args.workers,
                       scheduler=args.scheduler, results_db=args.results_db or str(state / "results.sqlite"))
     study, ran = run_study(setup, storage, args.study, args.trials, args.sampler_seed)

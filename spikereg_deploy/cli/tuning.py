@@ -191,12 +191,12 @@ def open_study(storage_target: str, name: str, setup: TuneSetup, sampler_seed: i
     import optuna
     import sqlalchemy as sa
 
-    from spikereg_deploy.sweep.results_db import _check_sqlite_target, _reason, database_url
+    from spikereg_deploy.sweep.results_db import check_sqlite_target, database_url, driver_reason, sqlite_path
 
     url = database_url(storage_target)
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        _check_sqlite_target(Path(url[len("sqlite:///"):]), storage_target)
+    if (path := sqlite_path(url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_target(path, storage_target)
     identity = _study_identity(setup)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
@@ -207,7 +207,7 @@ def open_study(storage_target: str, name: str, setup: TuneSetup, sampler_seed: i
         # A resumed study must not replay the samples of its first run: the seed moves on with the trials stored.
         study.sampler = optuna.samplers.TPESampler(seed=sampler_seed + len(study.trials))
     except (sa.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError) as err:
-        raise SpikeRegError(f"cannot open Optuna storage ({_reason(err)})", storage_target) from None
+        raise SpikeRegError(f"cannot open Optuna storage ({driver_reason(err)})", storage_target) from None
     attrs = study.user_attrs
     if not attrs:
         for key, value in identity.items():

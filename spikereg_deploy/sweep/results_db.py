@@ -55,7 +55,12 @@ def database_url(target: str) -> str:
     return "sqlite:///" + os.path.abspath(target)
 
 
-def _check_sqlite_target(path: Path, shown: str) -> None:
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL made by `database_url` (None for a server or an in-memory database)."""
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def check_sqlite_target(path: Path, shown: str) -> None:
     """A file we cannot create or write is refused before any pair runs (SQLite would fail at the first commit)."""
     if path.is_dir():
         raise SpikeRegError("results database is a folder; give a file path or a database URL", shown)
@@ -76,8 +81,8 @@ class ResultsDB:
 
         self.target = str(target)
         url = database_url(self.target)
-        if url.startswith("sqlite:///"):
-            _check_sqlite_target(Path(url[len("sqlite:///"):]), self.target)
+        if (path := sqlite_path(url)) is not None:
+            check_sqlite_target(path, self.target)
         try:
             self.engine = sa.create_engine(url, future=True)
         except Exception as err:  # an unknown dialect or a driver that is not installed
@@ -116,7 +121,7 @@ class ResultsDB:
                                                                {"key": "version", "value": str(VERSION)}])
                     return
         except sa.exc.SQLAlchemyError as err:
-            raise SpikeRegError(f"cannot open results database ({_reason(err)})", self.target) from None
+            raise SpikeRegError(f"cannot open results database ({driver_reason(err)})", self.target) from None
         if rows.get("format") != FORMAT or rows.get("version") != str(VERSION):
             raise SpikeRegError(f"not a {FORMAT} v{VERSION} database (meta says format {rows.get('format')!r}, "
                                 f"version {rows.get('version')!r})", self.target)
@@ -148,7 +153,7 @@ class ResultsDB:
                                                 t.c.settings_key == result.settings_key, t.c.pair == result.pair))
                 conn.execute(sa.insert(t), [row])
         except sa.exc.SQLAlchemyError as err:
-            raise SpikeRegError(f"cannot write to results database ({_reason(err)})", self.target) from None
+            raise SpikeRegError(f"cannot write to results database ({driver_reason(err)})", self.target) from None
 
     def results(self, model_key: str, settings_key: str, pairs: Iterable[str] | None = None) -> list[PairResult]:
         """Every stored result of a model under these settings (only `pairs` when given), in pair-index order."""
@@ -177,13 +182,13 @@ class ResultsDB:
         try:
             return self.engine.connect()
         except sa.exc.SQLAlchemyError as err:
-            raise SpikeRegError(f"cannot read results database ({_reason(err)})", self.target) from None
+            raise SpikeRegError(f"cannot read results database ({driver_reason(err)})", self.target) from None
 
     def close(self) -> None:
         self.engine.dispose()
 
 
-def _reason(err: Exception) -> str:
+def driver_reason(err: Exception) -> str:
     """The driver's own message, on one line, without SQLAlchemy's statement dump and documentation link."""
     original = getattr(err, "orig", None) or err
     return " ".join(str(original).split())[:300]
