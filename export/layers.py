@@ -17,8 +17,12 @@ import numpy as np
 from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.neurons import NeuronModel
 
-#: Version of the spikereg extension written under `spikereg/formatVersion`; readers refuse newer files.
-FORMAT_VERSION = 1
+#: Newest version of the spikereg extension (`spikereg/formatVersion`) this reader reads; it refuses newer files.
+FORMAT_VERSION = 2
+#: A file is written with the oldest version that holds what it uses, so older readers keep reading it: version 1
+#: without layer biases, version 2 (`layer/<i>/bias`) with them (a version-1 reader would ignore a bias silently).
+BASE_FORMAT_VERSION = 1
+BIAS_FORMAT_VERSION = 2
 #: Layer types stock netx (lava-dl 0.6.0) understands, as lava-dl writes them.
 STOCK_TYPES: tuple[str, ...] = ("input", "conv", "dense", "flatten")
 #: The spikereg extension vocabulary (3-D synapses, several inputs per layer, non-spiking readout).

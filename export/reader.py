@@ -16,10 +16,11 @@ import numpy as np
 
 from spikereg_deploy.errors import NetFormatError, SpikeRegError
 from spikereg_deploy.fixed_point import INPUT_BITS
+from spikereg_deploy.layer_bias import bias_key
 from spikereg_deploy.network import REGISTRATION_INPUT_MODES, LayerSpec, NetworkSpec
 from spikereg_deploy.neurons import NeuronModel
 
-from .fields import Fields, LoadedNet, read_neuron, read_weight
+from .fields import Fields, LoadedNet, read_bias, read_neuron, read_weight
 from .layers import FORMAT_VERSION
 from .netx_plain import read_plain
 from .writer import FILE_TYPES
@@ -100,8 +101,8 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
             layer.fail("the input layer must be layer 0 and only layer 0")
         name = layer.text("name")
         if kind == "input":
-            if layer.has("neuron"):
-                layer.fail("the analog input layer must not have a neuron")
+            if layer.has("neuron") or layer.has("bias"):
+                layer.fail(f"the analog input layer must not have a {'neuron' if layer.has('neuron') else 'bias'}")
             shape = layer.ints("shape", 4)
             out_channels = layer.int("outChannels") if layer.has("outChannels") else input_channels
             inputs: tuple[str, ...] = ()
@@ -182,6 +183,12 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
         if list(info["delays"]) != delays:
             layer.fail(f"inputDelay {list(info['delays'])} differs from what the graph's timing requires {delays}")
         weights[layer_spec.name] = read_weight(layer, spec.weight_shape(layer_spec.name))
+        if layer.has("bias"):
+            if layer_spec.neuron is not None and not layer_spec.neuron.supports_bias:
+                layer.fail(f"a {layer_spec.neuron.netx_type} neuron has no bias, but the layer has a 'bias' field")
+            bias = read_bias(layer, layer_spec.out_channels)
+            if bias.any():
+                weights[bias_key(layer_spec.name)] = bias
     return LoadedNet(spec=spec, weights=weights, input_shape=tuple(input_shape),  # type: ignore[arg-type]
                      format_version=version, description=root.text("description"),
                      file_types={layer.name: FILE_TYPES[layer.kind] for layer in spec.layers[1:]})
@@ -206,6 +213,7 @@ def summarize(loaded: LoadedNet) -> list[dict[str, Any]]:
             "shape": [channels, *g.out_shape],
             "neurons": g.neurons if layer.spiking else 0,
             "synapses": int(loaded.weights[layer.name].size) if layer.name in loaded.weights else 0,
+            "bias": _bias_range(loaded.weights.get(bias_key(layer.name))),
             "kernel": list(layer.kernel) if layer.kind != "input" else None,
             "stride": list(layer.stride) if layer.kind != "input" else None,
             "inputs": [{"index": index[s], "name": s, "delay": delays[(s, layer.name)]}
@@ -213,6 +221,11 @@ def summarize(loaded: LoadedNet) -> list[dict[str, Any]]:
             "neuron": None if neuron is None else _summary_neuron(neuron),
         })
     return rows
+
+
+def _bias_range(bias: np.ndarray | None) -> list[int] | None:
+    """[min, max] of a layer's bias mantissas (exponent 6), None without a bias."""
+    return None if bias is None else [int(bias.min()), int(bias.max())]
 
 
 def _summary_neuron(neuron: NeuronModel) -> dict[str, Any]:
@@ -245,16 +258,19 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
     def triple(v: list[int] | None) -> str:
         return "-" if v is None else ("x".join(map(str, v)) if len(set(v)) > 1 else str(v[0]))
 
+    biased = any(row.get("bias") is not None for row in rows)  # the column only where a layer has a bias
     header = ("#", "name", "type", "shape (CxDxHxW)", "neurons", "weights", "k", "s", "inputs (delay)",
-              "iDecay/vDecay/vThMant")
+              "iDecay/vDecay/vThMant", *(("bias (mant, exp 6)",) if biased else ()))
     table = [header]
     for row in rows:
         inputs = ", ".join(f"{s['name']}({s['delay']})" for s in row["inputs"]) or "-"
         n = row["neuron"]
+        bias = row.get("bias")
+        bias_cell = ("-" if bias is None else f"{bias[0]}..{bias[1]}",) if biased else ()
         table.append((str(row["index"]), row["name"], row["type"], "x".join(map(str, row["shape"])),
                       f"{row['neurons']:,}", f"{row['synapses']:,}", triple(row["kernel"]),
                       triple(row["stride"]), inputs,
-                      _neuron_cell(n)))
+                      _neuron_cell(n), *bias_cell))
     widths = [max(len(r[c]) for r in table) for c in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -15,10 +15,13 @@ import numpy as np
 from spikereg_deploy.atomic import atomic_file
 from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.fixed_point import INPUT_BITS
+from spikereg_deploy.layer_bias import checked_biases, split_parameters
 from spikereg_deploy.network import LayerSpec, NetworkSpec
 
 from .layers import (
-    FORMAT_VERSION,
+    BASE_FORMAT_VERSION,
+    BIAS_FORMAT_VERSION,
+    WEIGHT_DTYPE,
     LayerRecord,
     device_params_fields,
     int_array,
@@ -39,7 +42,7 @@ FILE_TYPES: dict[str, str] = {"input": "input", "conv": "conv3d", "convT": "conv
 
 
 def _layer_record(spec: NetworkSpec, layer: LayerSpec, index: dict[str, int], shape: tuple[int, ...],
-                  weight: np.ndarray | None) -> LayerRecord:
+                  weight: np.ndarray | None, bias: np.ndarray | None = None) -> LayerRecord:
     fields: dict[str, Any] = {"shape": int_array(shape), "name": text_value(layer.name)}
     if layer.kind == "input":
         # Stock netx reads only `shape` here; the rest keeps LayerSpec (and so the fingerprint) exact.
@@ -61,6 +64,8 @@ def _layer_record(spec: NetworkSpec, layer: LayerSpec, index: dict[str, int], sh
         inputs=int_array(index[src] for src in layer.inputs),
         inputDelay=int_array(edge.delay for edge in spec.edges_into(layer.name)),
     )
+    if bias is not None:  # netx's channel-wise `bias` (mantissas at exponent 6), stored like the weights
+        fields["bias"] = bias.astype(WEIGHT_DTYPE)
     if layer.kind == "readout":
         fields["scale"] = np.float64(spec.readout_scale)
     neuron = neuron_fields(layer.neuron) if layer.neuron is not None else None
@@ -69,8 +74,11 @@ def _layer_record(spec: NetworkSpec, layer: LayerSpec, index: dict[str, int], sh
 
 def net_records(spec: NetworkSpec, weights: Mapping[str, Any],
                 input_shape: tuple[int, int, int]) -> list[LayerRecord]:
-    """Validate weights against the spec and build one record per layer (SpikeRegError, nothing written)."""
+    """Validate weights (and `<layer>/bias` biases) against the spec and build one record per layer (SpikeRegError,
+    nothing written)."""
     geo = spec.geometry(input_shape)
+    weights, raw_biases = split_parameters(weights)
+    biases = checked_biases(spec, raw_biases)
     synaptic = [layer.name for layer in spec.layers if layer.kind != "input"]
     missing = [name for name in synaptic if name not in weights]
     if missing:
@@ -94,7 +102,7 @@ def net_records(spec: NetworkSpec, weights: Mapping[str, Any],
         except SpikeRegError as err:
             raise SpikeRegError(f"layer {layer.name!r}: {err.message}") from None
         shape = (layer.out_channels, *geo[layer.name].out_shape)
-        records.append(_layer_record(spec, layer, index, shape, weight))
+        records.append(_layer_record(spec, layer, index, shape, weight, biases.get(layer.name)))
     return records
 
 
@@ -106,16 +114,18 @@ def write_net(path: str | os.PathLike[str], spec: NetworkSpec, weights: Mapping[
     with atomic_file(path, suffix=".net.tmp") as tmp:
         with h5py.File(tmp, "w") as handle:
             write_layers(handle, records)
-            _write_root(handle, spec, input_shape, description)
+            biased = any("bias" in record.fields for record in records)
+            _write_root(handle, spec, input_shape, description, BIAS_FORMAT_VERSION if biased else BASE_FORMAT_VERSION)
 
 
-def _write_root(handle: h5py.File, spec: NetworkSpec, input_shape: tuple[int, ...], description: str) -> None:
+def _write_root(handle: h5py.File, spec: NetworkSpec, input_shape: tuple[int, ...], description: str,
+                version: int) -> None:
     """The extension group: what netx has no field for (timing, input size, provenance), and the root attributes
     that tell a person with `h5dump` or stock netx which tool reads the file."""
     handle.attrs["reader"] = text_value(READER)
     handle.attrs["stockNetx"] = text_value(STOCK_NETX_NOTE)
     root = handle.create_group("spikereg")
-    root.create_dataset("formatVersion", data=int_value(FORMAT_VERSION))
+    root.create_dataset("formatVersion", data=int_value(version))
     root.create_dataset("name", data=text_value(spec.name))
     root.create_dataset("timeSteps", data=int_value(spec.time_steps))
     root.create_dataset("inputChannels", data=int_value(spec.input_channels))

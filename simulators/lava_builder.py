@@ -23,6 +23,7 @@ from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.counting import LayerCounts, analog_input_macs, edge_fanout, neuron_updates
 from spikereg_deploy.engine import FLOAT32_EXACT, IntegerNetwork, analog_shift, max_abs_row_sum
 from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.layer_bias import bias_start_step
 from spikereg_deploy.network import Edge, LayerSpec, NetworkSpec
 from spikereg_deploy.neurons.base import check_lava_tag
 from spikereg_deploy.signals import deferred_signals, descendant_pids, kill_pids
@@ -70,7 +71,11 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
     # one step later, so every layer runs one step earlier and no analog synapse or source exists.
     bias_mode = spec.input_mode == "bias"
     lead = 1 if bias_mode else 0
-    bias = {name: current.numpy() for name, current in net.input_bias(image).items()} if bias_mode else {}
+    # every biased layer's bias over its map (its own per-channel bias, plus the input current in "bias" mode)
+    bias = {name: current.numpy() for name, current in
+            net.layer_bias(net.input_bias(image) if bias_mode else {}, geo).items()}
+    # a bias acts from the step the layer's first input arrives (layer_bias.py): set then, by the host
+    bias_sets: dict[int, list[tuple]] = {}
     run_steps = spec.run_steps  # T + depth(readout), less the lead
     # A `with` block, not cleanup() at the end: an interrupted run must not leave spikereg-lava-* behind.
     with tempfile.TemporaryDirectory(prefix="spikereg-lava-", dir=workdir) as tmp:
@@ -93,10 +98,14 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
                 sinks[layer.name] = readout.a_in
             else:
                 assert layer.neuron is not None
-                if layer.name in bias:
+                start = bias_start_step(spec, layer.name) if layer.name in bias else 0
+                if layer.name in bias and start == 0:
                     neurons = layer.neuron.lava_process(shape, tag, layer.name, bias_mant=bias[layer.name])
                 else:
                     neurons = layer.neuron.lava_process(shape, tag, layer.name)
+                if start > 0:
+                    value = layer.neuron.lava_bias_units(bias[layer.name], shape, tag)
+                    bias_sets.setdefault(start, []).append((getattr(neurons, layer.neuron.lava_bias_var), value))
                 sinks[layer.name] = neurons.a_in
                 ports[layer.name] = neurons.s_out
                 if layer is spec.readout:  # a network that ends in spikes: record them (and count them)
@@ -129,13 +138,16 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
             syn.a_out.connect(sinks[edge.dst])
             synapses[(edge.src, edge.dst)] = syn
         # any process of the connected graph starts and stops the whole runtime
-        wall, per_edge = _run_and_stop(source or readout or recorder, synapses, run_steps, tag, progress)
+        wall, per_edge = _run_and_stop(source or readout or recorder, synapses, run_steps, tag, progress, bias_sets)
         for (src, dst), counters in per_edge.items():
             check_payloads(spec.layer(src), counters[3])
             if counters[4] >= 1 << 31:  # the int32 port wrapped it; the engine's int64 sum did not
                 raise SpikeRegError(f"the synaptic input of layer {dst!r} reached {counters[4]}, beyond the "
                                     "int32 ports of the Lava processes")
         readout_sum = np.load(work / "readout.npy") if spec.has_readout else None
+        if readout_sum is not None and spec.readout.name in bias:  # the host adds the readout's bias, T times
+            added = bias[spec.readout.name] * spec.time_steps
+            readout_sum = readout_sum + (added if tag == "fixed_pt" else added / fx.WEIGHT_SCALE)
         output_spikes, emitted = None, {}
         if recorder is not None:
             out = spec.readout
@@ -160,8 +172,9 @@ def run_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.ndarra
     return LavaRun(displacement, readout_sum, counts, spec.time_steps, run_steps, tag, wall, spikes, output_spikes)
 
 
-def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
-                  progress: bool) -> tuple[float, dict[tuple[str, str], tuple[np.ndarray, ...]]]:
+def _run_and_stop(source, synapses: dict, run_steps: int, tag: str, progress: bool,
+                  bias_sets: dict[int, list[tuple]] | None = None,
+                  ) -> tuple[float, dict[tuple[str, str], tuple[np.ndarray, ...]]]:
     """Run the graph, read the per-step counters, stop the runtime; on Ctrl-C / SIGTERM stop it cleanly, then raise.
 
     Lava forks one worker per process model and talks to them through blocking channels. A signal raised inside
@@ -170,6 +183,9 @@ def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
     progress bar, the whole run without it), `stop()` runs on an idle runtime and ends every worker, and only then
     is the signal raised. Should stopping hang (a worker killed from outside) or a second signal come, the
     deferral escalates and the workers are killed by PID.
+
+    `bias_sets` maps a step to the (Var, value) pairs the host writes before it (layer biases that start when the
+    layer's first input arrives): the run pauses there, as a Loihi host would between two runs.
     """
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -186,13 +202,20 @@ def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
                 from tqdm import tqdm
 
                 with tqdm(total=run_steps, desc=f"Lava {tag}", unit="step") as bar:
-                    for _ in range(run_steps):
+                    for step in range(run_steps):
+                        _write_vars(bias_sets, step)
                         source.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
                         bar.update(1)
                         if deferral.signum is not None:
                             break
             else:
-                source.run(condition=RunSteps(num_steps=run_steps), run_cfg=cfg)
+                done = 0
+                for boundary in [*sorted(k for k in (bias_sets or {}) if 0 < k < run_steps), run_steps]:
+                    _write_vars(bias_sets, done)
+                    source.run(condition=RunSteps(num_steps=boundary - done), run_cfg=cfg)
+                    done = boundary
+                    if deferral.signum is not None:
+                        break
             wall = time.perf_counter() - started
             if deferral.signum is None:
                 per_edge = {key: (np.asarray(s.spike_counts.get(), dtype=np.int64),
@@ -210,6 +233,13 @@ def _run_and_stop(source, synapses: dict, run_steps: int, tag: str,
             raise
     deferral.raise_pending()
     return wall, per_edge
+
+
+def _write_vars(sets: dict[int, list[tuple]] | None, step: int) -> None:
+    """Write the Vars due before `step` (step 0's values are the processes' initial values: nothing to write)."""
+    if step > 0:
+        for var, value in (sets or {}).get(step, ()):
+            var.set(value)
 
 
 def _abandon_runtime(source) -> None:

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from spikereg_deploy import fixed_point as fx
 from spikereg_deploy.engine import IntegerNetwork
+from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.fanout import fanout_map
 from spikereg_deploy.network import LayerSpec, NetworkSpec
 
@@ -141,6 +142,9 @@ def run_stock_lava(spec: NetworkSpec, weights: dict[str, np.ndarray], image: np.
 
     load_lava_processes()  # the project's own neuron processes (e.g. CUBA-SR) register with their models
     net = IntegerNetwork(spec, weights)
+    if net.biases:  # its LIFs would need the host's bias writes at each layer's start step (lava_builder does them)
+        raise SpikeRegError(f"the stock-process baseline runs networks without layer biases; layer(s) "
+                            f"{', '.join(net.biases)} have one (use the project's Lava graph)")
     geo = spec.geometry(image.shape[1:])
     depth = spec.depths()
     t_steps, run_steps = spec.time_steps, spec.run_steps

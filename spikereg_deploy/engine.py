@@ -25,6 +25,7 @@ from .counting import (
     step_synops,
 )
 from .errors import SpikeRegError
+from .layer_bias import channel_bias, checked_biases, split_parameters
 from .network import Edge, LayerSpec, NetworkSpec
 
 FLOAT32_EXACT = 1 << 24  # integers up to 2^24 survive a float32 sum exactly
@@ -77,12 +78,25 @@ def synaptic_sum(layer: LayerSpec, x: torch.Tensor, w: torch.Tensor, exact_dtype
 
 
 class IntegerNetwork:
-    """A network ready to run in Loihi integers: weights split per edge, fan-out maps built per input shape."""
+    """A network ready to run in Loihi integers: weights split per edge, fan-out maps built per input shape.
+
+    `weights` is the parameter mapping: weight mantissas by layer, plus any layer's per-channel bias under
+    `<layer>/bias` (`layer_bias.py`)."""
 
     def __init__(self, spec: NetworkSpec, weights: dict[str, np.ndarray]) -> None:
         self.spec = spec
         self.edges = spec.edges()
         self.edge_weights: dict[tuple[str, str], np.ndarray] = {}
+        weights, biases = split_parameters(weights)
+        extra = sorted(set(weights) - {layer.name for layer in spec.layers[1:]})
+        if extra:
+            raise SpikeRegError(f"weights given for unknown layer(s) {', '.join(map(str, extra))}")
+        #: layer -> int64 (out_channels,) bias mantissas, only the layers with a non-zero bias
+        self.biases = checked_biases(spec, biases)
+        for name in self.biases:
+            neuron = spec.layer(name).neuron
+            if neuron is not None and not neuron.supports_bias:
+                raise SpikeRegError(f"layer {name!r}: neuron type {neuron.netx_type} has no bias")
         for layer in spec.layers[1:]:
             if layer.name not in weights:
                 raise SpikeRegError(f"no weights for layer {layer.name!r}")
@@ -113,6 +127,16 @@ class IntegerNetwork:
                 bias[layer.name] = fx.input_bias_mantissa(
                     fx.analog_current(synaptic_sum(layer, x_q, weight, dtype)), layer.name)
         return bias
+
+    def layer_bias(self, input_bias: dict[str, torch.Tensor], geo: dict) -> dict[str, torch.Tensor]:
+        """Each biased layer's bias mantissas over its whole map: its own per-channel bias plus, with input_mode
+        "bias", the static input current; the sum must still fit Loihi's 13-bit mantissa."""
+        out = dict(input_bias)
+        for name, channel in self.biases.items():
+            shape = (self.spec.layer(name).out_channels, *geo[name].out_shape)
+            own = torch.as_tensor(channel_bias(channel, shape))
+            out[name] = fx.input_bias_mantissa(out[name] + own, name) if name in out else own
+        return out
 
     def _merged_weights(self) -> dict[str, tuple[torch.Tensor, torch.dtype]]:
         """Whole-layer weights for layers fed only by spiking sources, where one float conv stays exact.
@@ -154,7 +178,7 @@ class IntegerNetwork:
         analog_current: dict[tuple[str, str], torch.Tensor] = {}  # the input is the same at every step: once
         bias_mode = spec.input_mode == "bias"
         # input_mode "bias": layer -> its static current as bias mantissas, computed once per inference
-        bias = self.input_bias(image) if bias_mode else {}
+        bias = self.layer_bias(self.input_bias(image) if bias_mode else {}, geo)
         counts = {layer.name: LayerCounts(layer.name, geo[layer.name].neurons) for layer in spec.layers[1:]}
         state: dict[str, tuple[torch.Tensor, ...]] = {}
         for layer in spec.layers[1:]:
@@ -214,7 +238,7 @@ class IntegerNetwork:
                 c.graded_synops += layer_graded
                 c.graded_synops_per_step.append(layer_graded)
                 if layer.kind == "readout":
-                    readout_sum += a_in
+                    readout_sum += a_in + bias[layer.name] if layer.name in bias else a_in
                     continue
                 assert layer.neuron is not None
                 if layer.name in bias:

@@ -88,8 +88,8 @@ def test_plain_netx_file_has_no_extension(net: Path) -> None:
 
 
 def test_newer_format(net: Path) -> None:
-    edit(net, lambda f: replace(f, "spikereg/formatVersion", 2))
-    expect_error(net, r"written by a newer spikereg-deploy \(format 2 > 1\)")
+    edit(net, lambda f: replace(f, "spikereg/formatVersion", 3))
+    expect_error(net, r"written by a newer spikereg-deploy \(format 3 > 2\)")
 
 
 def test_unknown_layer_type(net: Path) -> None:

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from spikereg_deploy.export.layers import FORMAT_VERSION
+from spikereg_deploy.export.layers import BASE_FORMAT_VERSION
 from spikereg_deploy.export.reader import format_summary, read_net, summarize
 from spikereg_deploy.export.writer import write_net
 from spikereg_deploy.fixed_point import INPUT_BITS
@@ -45,7 +45,7 @@ def test_default_unet_round_trip(tmp_path: Path) -> None:
     assert loaded.spec == spec
     assert loaded.spec.architecture_fingerprint() == spec.architecture_fingerprint()
     assert loaded.input_shape == (16, 16, 16)
-    assert loaded.format_version == FORMAT_VERSION
+    assert loaded.format_version == BASE_FORMAT_VERSION
     assert loaded.description == "random weights"
     assert sorted(loaded.weights) == sorted(weights)
     for name, w in weights.items():
@@ -98,7 +98,7 @@ def test_file_layout_is_netx_style(tmp_path: Path) -> None:
         assert out["scale"].dtype == np.float64 and out["scale"][()] == 0.3
         assert out["name"][()] == b"out"
         root = f["spikereg"]
-        assert root["formatVersion"][()] == FORMAT_VERSION and root["inputBits"][()] == INPUT_BITS
+        assert root["formatVersion"][()] == BASE_FORMAT_VERSION and root["inputBits"][()] == INPUT_BITS
         assert list(root["inputShape"][()]) == [6, 5, 8] and root["timeSteps"][()] == 5
         assert root["fingerprint"][()].decode() == spec.architecture_fingerprint()
         assert root["modelFingerprint"][()].decode() == spec.model_fingerprint()

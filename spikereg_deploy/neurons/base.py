@@ -174,6 +174,14 @@ class NeuronModel(ABC):
     def lava_process(self, shape: tuple[int, ...], tag: str, name: str) -> Any:
         """A lava-nc process with an `a_in` port (integer synaptic input) and an `s_out` port (spikes) for `tag`."""
 
+    #: The Var of the model's Lava process that holds the bias (the host writes it when a layer's bias starts).
+    lava_bias_var: ClassVar[str] = "bias"
+
+    def lava_bias_units(self, bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
+        """Bias mantissas (exponent 6) over `shape`, in the units the model's Lava process takes for `tag`
+        (models with a bias; the one conversion `lava_process` and a later `Var.set` both use)."""
+        raise SpikeRegError(f"neuron type {self.netx_type} has no bias (input_mode 'bias' needs CUBA, IF or CUBA-SR)")
+
 
 #: NetX neuron type -> the project's own Lava process class for it, filled by the simulators stage when it imports
 #: its process library (`simulators/lava_models/`): the core imports no stage, so the stage hands the class in.

@@ -128,7 +128,19 @@ class CubaNeuron(NeuronModel):
                     f"layer {name!r}: iDecay 0 cannot be expressed in lava-nc's LIF (du = iDecay - 1)")
             # lava-nc's bit-accurate LIF decays u by (du + 1); netx passes du = iDecay - 1 for the same reason.
             return LIF(shape=shape, du=self.i_decay - 1, dv=self.v_decay, vth=self.vth_mant,
-                       bias_mant=bias_mant, bias_exp=INPUT_BIAS_EXP, name=name)
+                       bias_mant=self.lava_bias_units(bias_mant, shape, tag), bias_exp=INPUT_BIAS_EXP, name=name)
         return LIF(shape=shape, du=self.i_decay / DECAY_UNITY, dv=self.v_decay / DECAY_UNITY,
-                   vth=self.vth_mant / WEIGHT_SCALE,
-                   bias_mant=np.asarray(bias_mant, dtype=np.float64) / WEIGHT_SCALE, bias_exp=0.0, name=name)
+                   vth=self.vth_mant / WEIGHT_SCALE, bias_mant=self.lava_bias_units(bias_mant, shape, tag),
+                   bias_exp=0.0, name=name)
+
+    lava_bias_var: ClassVar[str] = "bias_mant"
+
+    def lava_bias_units(self, bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
+        """LIF's `bias_mant`: the mantissas for fixed_pt (exponent 6 on the process); / 64 in float."""
+        return lif_bias_units(bias_mant, shape, tag)
+
+
+def lif_bias_units(bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
+    """lava-nc LIF's `bias_mant` for `tag`: integer mantissas (bias_exp 6) for fixed_pt, / 64 with bias_exp 0 else."""
+    bias = np.broadcast_to(np.asarray(bias_mant), shape)
+    return np.array(bias, dtype=np.int64) if tag == "fixed_pt" else np.array(bias, dtype=np.float64) / WEIGHT_SCALE

@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-
 from ..fixed_point import array_module, saturate_state, wrap_state
 from ..quantization import (
     ACTIVATION_SHIFT,
@@ -26,6 +24,7 @@ from ..quantization import (
     threshold_mantissa,
 )
 from .base import NeuronModel, check_lava_tag
+from .cuba import lif_bias_units
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,13 @@ class IfNeuron(NeuronModel):
 
         check_lava_tag(tag)
         if tag == "fixed_pt":
-            return LIF(shape=shape, du=DECAY_UNITY - 1, dv=0, vth=self.vth_mant, bias_mant=bias_mant,
-                       bias_exp=INPUT_BIAS_EXP, name=name)
+            return LIF(shape=shape, du=DECAY_UNITY - 1, dv=0, vth=self.vth_mant,
+                       bias_mant=self.lava_bias_units(bias_mant, shape, tag), bias_exp=INPUT_BIAS_EXP, name=name)
         return LIF(shape=shape, du=1.0, dv=0.0, vth=self.vth_mant / WEIGHT_SCALE,
-                   bias_mant=np.asarray(bias_mant, dtype=np.float64) / WEIGHT_SCALE, bias_exp=0.0, name=name)
+                   bias_mant=self.lava_bias_units(bias_mant, shape, tag), bias_exp=0.0, name=name)
+
+    lava_bias_var: ClassVar[str] = "bias_mant"
+
+    def lava_bias_units(self, bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
+        """As CUBA's (the same lava-nc LIF)."""
+        return lif_bias_units(bias_mant, shape, tag)

@@ -168,10 +168,15 @@ class SigmaDeltaNeuron(NeuronModel):
         from lava.proc.sdn.process import ActivationMode, SigmaDelta
 
         check_lava_tag(tag)
-        bias = np.array(np.broadcast_to(np.asarray(bias_mant, dtype=np.int64), shape))
+        bias = self.lava_bias_units(bias_mant, shape, tag)
         if tag == "fixed_pt":
             return SigmaDelta(shape=shape, vth=self.vth_mant, bias=bias, act_mode=ActivationMode.RELU,
                               spike_exp=SPIKE_EXP, state_exp=STATE_EXP, name=name)
         scale = float(1 << SPIKE_EXP)
-        return SigmaDelta(shape=shape, vth=self.vth_mant * scale, bias=bias * scale, act_mode=ActivationMode.RELU,
+        return SigmaDelta(shape=shape, vth=self.vth_mant * scale, bias=bias, act_mode=ActivationMode.RELU,
                           spike_exp=0, state_exp=0, name=name)
+
+    def lava_bias_units(self, bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
+        """SigmaDelta's `bias`: the mantissas for fixed_pt (netx's exponents); x 2^6 in the float model."""
+        bias = np.array(np.broadcast_to(np.asarray(bias_mant, dtype=np.int64), shape))
+        return bias if tag == "fixed_pt" else bias * float(1 << SPIKE_EXP)

@@ -131,9 +131,15 @@ class SoftResetNeuron(NeuronModel):
         process = registered_lava_process(self.netx_type, name)
         fixed = tag == "fixed_pt"
         v_init = self.initial_voltage if fixed else self.initial_voltage / STATE_SCALE
-        bias = np.broadcast_to(np.asarray(bias_mant, dtype=np.int64 if fixed else np.float64), shape)
-        bias = bias if fixed else bias * (1 << INPUT_BIAS_EXP) / STATE_SCALE
-        return process(shape=shape, neuron=self.to_netx_fields(), v_init=v_init, bias=np.array(bias), name=name)
+        return process(shape=shape, neuron=self.to_netx_fields(), v_init=v_init,
+                       bias=self.lava_bias_units(bias_mant, shape, tag), name=name)
+
+    def lava_bias_units(self, bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
+        """`SoftResetLIF.bias`: the mantissas for fixed_pt (the model shifts them by 6); in state units / 2^12 else."""
+        bias = np.broadcast_to(np.asarray(bias_mant), shape)
+        if tag == "fixed_pt":
+            return np.array(bias, dtype=np.int64)
+        return np.array(bias, dtype=np.float64) * (1 << INPUT_BIAS_EXP) / STATE_SCALE
 
 
 def soft_reset_step(neuron: SoftResetNeuron, state: tuple[Any, ...], a_in: Any, bias_mant: Any,
