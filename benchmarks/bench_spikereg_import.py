@@ -6,12 +6,13 @@ its 10 % target spike rate). It is imported exactly as `spikereg-export --from s
 read back, and run on the reference engine (Loihi integers, spike for spike what Lava runs) on one embedded pair;
 the float re-implementation of SpikeReg's forward (`export/spikereg_reference.py`) runs on the same pair:
 - `spikereg`: SpikeReg as it is (inhibition, biases, per-level windows, rates between levels);
-- `spikereg_mapped_only`: the same without the two constructs the import drops (top-k inhibition, folded biases),
-  so what is left is the timing (rates vs spikes, per-level windows vs one T) and the 8-bit quantization;
+- `spikereg_mapped_only`: the same without the construct the import drops (top-k inhibition), so what is left is
+  the timing (rates vs spikes, per-level windows vs one T) and the quantization (8-bit weights, integer biases);
 - `spikereg_poisson`: SpikeReg with its own Poisson input encoding (seeded), a yardstick of how much SpikeReg
   differs from itself run to run.
 Per layer: spike rates (spikes per neuron per step, each over its own window) and their difference; displacement:
-mean |du| (voxels), Pearson correlation, mean |u| of each side.
+mean |du| (voxels), Pearson correlation, mean |u| of each side. `without_biases` repeats the comparison for the
+imported network with its biases removed (what the import did before the format had them).
 
     python benchmarks/bench_spikereg_import.py            # -> benchmarks/results/spikereg_import.json
 """
@@ -34,6 +35,7 @@ from spikereg_deploy.export.spikereg_import import import_checkpoint
 from spikereg_deploy.export.spikereg_model import SPIKEREG_COMMIT, validate
 from spikereg_deploy.export.spikereg_reference import random_state_dict, reference_forward
 from spikereg_deploy.imaging.synthetic import embedded_pair
+from spikereg_deploy.layer_bias import is_bias_key
 
 
 def _displacement(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
@@ -61,7 +63,8 @@ def main() -> None:
     start = time.perf_counter()
     ours = IntegerNetwork(loaded.spec, loaded.weights).run(image, record_spikes=True)
     seconds = {"integer_engine": time.perf_counter() - start}
-    variants = {"spikereg": {}, "spikereg_mapped_only": {"inhibition": False, "biases": False},
+    unbiased = IntegerNetwork(loaded.spec, {k: w for k, w in loaded.weights.items() if not is_bias_key(k)}).run(image)
+    variants = {"spikereg": {}, "spikereg_mapped_only": {"inhibition": False},
                 "spikereg_poisson": {"poisson_seed": args.seed}}
     refs = {}
     for name, kwargs in variants.items():
@@ -75,7 +78,10 @@ def main() -> None:
         spikes = np.stack(ours.spikes[m.name])
         row: dict[str, Any] = {"layer": m.name, "spikereg_module": m.spikereg, "mapping": m.status,
                                "spikereg_window": m.spikereg_window, "time_steps": imported.spec.time_steps,
-                               "rate_ours": float(spikes.mean())}
+                               "max_bias_over_threshold": m.max_bias, "bias_clipped": m.bias_clipped,
+                               "rate_ours": float(spikes.mean()),
+                               "rate_ours_without_biases": unbiased.counts[m.name].spikes / (
+                                   unbiased.counts[m.name].neurons * imported.spec.time_steps)}
         for name, ref in refs.items():
             theirs = ref.spikes[m.name].numpy()
             row[f"rate_{name}"] = float(theirs.mean())
@@ -93,6 +99,8 @@ def main() -> None:
         "layers": layers,
         "displacement": {name: _displacement(ours.displacement, ref.displacement.numpy())
                          for name, ref in refs.items()},
+        "displacement_without_biases": {name: _displacement(unbiased.displacement, ref.displacement.numpy())
+                                        for name, ref in refs.items()},
         "spikereg_vs_its_poisson_input": _displacement(refs["spikereg_poisson"].displacement.numpy(),
                                                        refs["spikereg"].displacement.numpy()),
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
@@ -104,7 +112,9 @@ def main() -> None:
         print(f"{row['layer']:<12} {row['rate_ours']:7.4f} {row['rate_spikereg']:9.4f} "
               f"{row['rate_diff_spikereg']:+8.4f} {row['rate_spikereg_mapped_only']:12.4f}")
     for name, d in results["displacement"].items():
-        print(f"displacement vs {name}: mean |du| {d['mean_abs_diff_voxels']:.4f} voxels, r = {d['correlation']:.3f}")
+        e = results["displacement_without_biases"][name]
+        print(f"displacement vs {name}: mean |du| {d['mean_abs_diff_voxels']:.4f} voxels, r = {d['correlation']:.3f} "
+              f"(biases removed: {e['mean_abs_diff_voxels']:.4f}, r = {e['correlation']:.3f}) (measured)")
     print(f"wrote {args.json}")
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from spikereg_deploy.errors import NetFormatError, SpikeRegError
 from spikereg_deploy.fixed_point import check_weight_mantissa
-from spikereg_deploy.layer_bias import check_bias_mantissa
-from spikereg_deploy.network import NetworkSpec
+from spikereg_deploy.layer_bias import bias_range, check_bias_mantissa
+from spikereg_deploy.network import LayerSpec, NetworkSpec
 from spikereg_deploy.neurons import NEURON_TYPES, NeuronModel, neuron_model
 
 
@@ -118,15 +118,16 @@ def read_weight(layer: Fields, shape: tuple[int, ...]) -> np.ndarray:
     return raw.astype(np.int64)
 
 
-def read_bias(layer: Fields, channels: int) -> np.ndarray:
+def read_bias(layer: Fields, spec: LayerSpec) -> np.ndarray:
     """The optional channel-wise `bias` (netx's field: integer mantissas at exponent 6, one per output channel)."""
+    channels = spec.out_channels
     ds = layer.dataset("bias")
     if ds.dtype.kind not in "iuf":
         layer.fail(f"bias has dtype {ds.dtype}, expected integer mantissas (int or float)")
     if ds.shape != (channels,):
         layer.fail(f"bias shape {ds.shape} does not match its {channels} output channels (one per channel)")
     raw = np.asarray(ds[()])
-    problem = check_bias_mantissa(raw)
+    problem = check_bias_mantissa(raw, bias_range(spec))
     if problem is not None:
         layer.fail(problem)
     return raw.astype(np.int64)

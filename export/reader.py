@@ -186,7 +186,7 @@ def _read(path: str, handle: h5py.File) -> LoadedNet:
         if layer.has("bias"):
             if layer_spec.neuron is not None and not layer_spec.neuron.supports_bias:
                 layer.fail(f"a {layer_spec.neuron.netx_type} neuron has no bias, but the layer has a 'bias' field")
-            bias = read_bias(layer, layer_spec.out_channels)
+            bias = read_bias(layer, layer_spec)
             if bias.any():
                 weights[bias_key(layer_spec.name)] = bias
     return LoadedNet(spec=spec, weights=weights, input_shape=tuple(input_shape),  # type: ignore[arg-type]

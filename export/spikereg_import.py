@@ -4,14 +4,16 @@ integer weights, layer by layer, saying for each layer what maps exactly and wha
 Mapping (docs/spikereg-import.md has the table and the measured differences):
 - every SpikeReg spiking conv (conv + BN + LIF) becomes one layer: BN folded into the conv (exact in float), the
   LIF `u = tau u + I; spike = u >= v_th; u = v_reset` a CUBA neuron with iDecay 4096 (no current memory) and
-  vDecay = (1 - tau) x 4096, reset to zero;
+  vDecay = (1 - tau) x 4096, reset to zero; the folded bias (conv bias + BN shift, part of I at every step) the
+  layer's Loihi bias, which enters the voltage at every step as I's bias does (exact up to its integer mantissa);
 - a residual shortcut is its own layer; whoever read the sum of both paths' spikes reads both with the same
   weight (exact: a conv of a sum is the sum of the convs);
 - an averaging skip merge is a concatenation with the refine conv's weight halved for both parts (exact);
-- the output's 1x1 conv and fixed 3x3x3 depthwise smoothing compose into one 3x3x3 readout (exact);
-- not representable, so dropped or replaced by the nearest thing, and said so per layer: the folded biases (the
-  description has no per-neuron bias but the input's), top-k lateral inhibition, rates passed between levels as
-  static currents (spikes here), per-level time windows (one T here), a non-zero reset potential.
+- the output's 1x1 conv and fixed 3x3x3 depthwise smoothing compose into one 3x3x3 readout (exact), its bias the
+  readout's per-channel bias (exact away from the faces, where SpikeReg's zero-padded smoothing sums fewer taps);
+- not representable, so dropped or replaced by the nearest thing, and said so per layer: top-k lateral inhibition,
+  rates passed between levels as static currents (spikes here), per-level time windows (one T here), a non-zero
+  reset potential, a bias beyond Loihi's 13-bit mantissa (clipped).
 """
 from __future__ import annotations
 
@@ -22,9 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.layer_bias import bias_key, bias_range
 from spikereg_deploy.network import LayerSpec, NetworkSpec
 from spikereg_deploy.neurons import CubaNeuron
 from spikereg_deploy.quantization import (
+    BIAS_MANT_MAX,
+    BIAS_MANT_MIN,
     DECAY_UNITY,
     THRESHOLD_MANT_MAX,
     THRESHOLD_MANT_MIN,
@@ -59,12 +64,14 @@ class LayerMapping:
     notes: tuple[str, ...]
     weight_scale: float  # float weight x weight_scale x 64 = the mantissa stored
     spikereg_window: int
-    max_dropped_bias: float  # largest |folded bias| per step, in units of the layer's threshold (0: none)
+    max_bias: float  # largest |folded bias| per step, in units of the layer's threshold (readout: voxels)
+    bias_clipped: bool  # whether any channel's bias mantissa had to be clipped to its range
 
 
 @dataclass(frozen=True)
 class ImportedNetwork:
-    """The imported network: description, integer mantissas, the float weights they quantize, and the mapping."""
+    """The imported network: description, integer mantissas (weights, and biases under `<layer>/bias`), the float
+    values they quantize (same keys), and the mapping."""
 
     spec: NetworkSpec
     weights: dict[str, np.ndarray]
@@ -104,6 +111,16 @@ def quantize(weight: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(mant, WEIGHT_MIN, WEIGHT_MAX).astype(np.int64)
 
 
+def quantize_bias(bias: np.ndarray, scale: float, limits: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """Bias mantissas (exponent 6: the a_in units of the layer's weights, whose float x scale x 64 are mantissas)
+    of bias x scale, clipped to `limits`, and a note saying how many channels were clipped ("" if none)."""
+    wanted = np.round(np.asarray(bias, dtype=np.float64) * scale * WEIGHT_SCALE)
+    clipped = int(((wanted < limits[0]) | (wanted > limits[1])).sum())
+    note = (f"{clipped} channel(s) of the bias clipped to [{limits[0]}, {limits[1]}] (largest wanted "
+            f"{int(np.abs(wanted).max())})") if clipped else ""
+    return np.clip(wanted, *limits).astype(np.int64), note
+
+
 def _neuron(params: Mapping, scale: float) -> tuple[CubaNeuron, float]:
     """CUBA neuron for a SpikeReg LIF, and the weight scale once the threshold fits its 17-bit mantissa."""
     while params["v_th"] * scale * WEIGHT_SCALE > THRESHOLD_MANT_MAX:
@@ -141,10 +158,13 @@ class _Builder:
             weight = np.concatenate([fold_batchnorm({**params, "weight": p}, unit.transposed)[0] for p in parts],
                                     axis=0 if unit.transposed else 1)
         neuron, scale = _neuron(params, power_of_two_scale(float(np.abs(weight).max())))
-        dropped = float(np.abs(bias).max()) / params["v_th"]
-        if dropped > 0:
-            notes.append(f"folded bias (conv bias + BN shift, up to {dropped:.3g} x threshold per step) dropped: the "
-                         "description has no per-neuron bias but the input's")
+        mant, clipped = quantize_bias(bias, scale, (BIAS_MANT_MIN, BIAS_MANT_MAX))
+        relative = float(np.abs(bias).max()) / params["v_th"]
+        if clipped:  # a bias that does not fit is nearest, not exact: say so
+            notes.append(clipped)
+        if mant.any():
+            self.weights[bias_key(unit.name)] = mant
+            self.float_weights[bias_key(unit.name)] = bias
         if params["v_reset"] != 0:
             notes.append(f"hard reset to v_reset = {params['v_reset']:g}: reset to 0 here (CUBA)")
         if window != self.time_steps:
@@ -154,8 +174,12 @@ class _Builder:
                                      neuron=neuron))
         self.float_weights[unit.name] = weight
         self.weights[unit.name] = quantize(weight, scale)
-        self.mappings.append(LayerMapping(unit.name, unit.prefix, "nearest" if notes else "exact", tuple(notes),
-                                          scale, window, dropped))
+        exact = not notes
+        if relative > 0:
+            notes.append(f"folded bias (conv bias + BN shift, up to {relative:.3g} x threshold per step) as the "
+                         "layer's Loihi bias" + ("" if clipped else " (exact)"))
+        self.mappings.append(LayerMapping(unit.name, unit.prefix, "exact" if exact else "nearest", tuple(notes),
+                                          scale, window, relative, bool(clipped)))
 
     def encoder(self) -> None:
         for level, window in enumerate(self.ckpt.encoder_windows):
@@ -218,15 +242,23 @@ class _Builder:
         self.float_weights["readout"] = weight
         self.weights["readout"] = quantize(weight, scale)
         notes = ["1x1 projection and fixed 3x3x3 depthwise smoothing composed into one 3x3x3 readout (exact)"]
-        dropped = float(np.abs(proj_bias).max())
-        if dropped > 0:
-            notes.append(f"projection bias (up to {dropped:.3g} voxels, position-dependent after the zero-padded "
-                         "smoothing) dropped: the readout has no bias")
+        # the projection's bias after the smoothing: bias x (sum of each kernel's taps) wherever all taps fall
+        # inside the volume; at the faces the zero padding sums fewer of them, which one per-channel bias cannot
+        smoothed = proj_bias * smooth.reshape(3, -1).sum(axis=1)
+        mant, clipped = quantize_bias(smoothed, scale, bias_range(self.layers[-1]))
+        if mant.any():
+            self.weights[bias_key("readout")] = mant
+            self.float_weights[bias_key("readout")] = smoothed
+        peak = float(np.abs(smoothed).max()) * self.ckpt.displacement_scale
+        if peak > 0:
+            notes.append(f"projection bias (up to {peak:.3g} voxels after the smoothing) as the readout's bias: exact "
+                         "away from the faces; within one voxel of a face SpikeReg's zero-padded smoothing sums "
+                         "fewer taps of it" + (f"; {clipped}" if clipped else ""))
         window = self.ckpt.decoder_windows[-1]
         if window != self.time_steps:
             notes.append(f"SpikeReg averages its last decoder's {window} steps; the mean over T here")
-        self.mappings.append(LayerMapping("readout", "output_projection", "nearest" if dropped > 0 else "exact",
-                                          tuple(notes), scale, window, dropped))
+        self.mappings.append(LayerMapping("readout", "output_projection", "nearest" if peak > 0 else "exact",
+                                          tuple(notes), scale, window, peak, bool(clipped)))
         self.readout_scale = self.ckpt.displacement_scale / (scale * WEIGHT_SCALE)
 
     def build(self) -> ImportedNetwork:

@@ -2,8 +2,9 @@
 
 A bias is Loihi's per-compartment bias: an integer mantissa per output channel at exponent `INPUT_BIAS_EXP` (6),
 added to every neuron's voltage at every step, as lava-nc's LIF (`bias_mant << bias_exp`) and netx's channel-wise
-`bias` (lava-dl's `layer/<i>/bias`, exponent 6) do. On a readout (no neurons) the same mantissa is added to the
-readout's integer synaptic sum at every step of its window.
+`bias` (lava-dl's `layer/<i>/bias`, exponent 6) do: 13-bit signed mantissas. A readout (no neurons) is summed on
+the host, which adds its bias, in the same units, to the readout's integer synaptic sum at every step of its window;
+its range is what the file's float32 storage holds exactly (24 bits).
 
 Biases travel with the weights in one parameter mapping under the key `<layer>/bias` (a layer name holds no '/',
 so the key cannot clash; it mirrors the file's `layer/<i>/bias`), so every stage that passes weights along passes
@@ -22,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from .errors import SpikeRegError
-from .network import NetworkSpec
+from .network import LayerSpec, NetworkSpec
 from .quantization import BIAS_MANT_MAX, BIAS_MANT_MIN
 
 BIAS_SUFFIX = "/bias"
+#: A readout bias is a host-side integer add; biases are stored as float32 (as lava-dl stores them), exact to 2^24.
+READOUT_BIAS_LIMIT = 1 << 24
 
 
 def bias_key(layer: str) -> str:
@@ -44,8 +47,16 @@ def split_parameters(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
     return weights, biases
 
 
-def check_bias_mantissa(bias: np.ndarray) -> str | None:
-    """Why `bias` is not a valid array of Loihi bias mantissas (integers, 13-bit signed), or None if it is."""
+def bias_range(layer: LayerSpec) -> tuple[int, int]:
+    """The mantissas a layer's bias may take: Loihi's 13-bit compartment bias, or the host's readout add."""
+    if layer.kind == "readout":
+        return -READOUT_BIAS_LIMIT, READOUT_BIAS_LIMIT
+    return BIAS_MANT_MIN, BIAS_MANT_MAX
+
+
+def check_bias_mantissa(bias: np.ndarray, limits: tuple[int, int] = (BIAS_MANT_MIN, BIAS_MANT_MAX)) -> str | None:
+    """Why `bias` is not a valid array of bias mantissas (integers within `limits`: Loihi's 13-bit signed range for
+    a compartment), or None if it is."""
     if not np.issubdtype(bias.dtype, np.number) or np.issubdtype(bias.dtype, np.complexfloating):
         return f"bias has non-numeric dtype {bias.dtype}"
     if not np.all(np.isfinite(bias)):
@@ -53,9 +64,9 @@ def check_bias_mantissa(bias: np.ndarray) -> str | None:
     if np.any(bias != np.round(bias)):
         return "bias values are not integer mantissas"
     lo, hi = float(bias.min(initial=0)), float(bias.max(initial=0))
-    if lo < BIAS_MANT_MIN or hi > BIAS_MANT_MAX:
-        return (f"bias out of Loihi's 13-bit mantissa range [{BIAS_MANT_MIN}, {BIAS_MANT_MAX}] "
-                f"(found {lo:g}..{hi:g})")
+    if lo < limits[0] or hi > limits[1]:
+        what = "Loihi's 13-bit mantissa range" if limits == (BIAS_MANT_MIN, BIAS_MANT_MAX) else "the readout's range"
+        return f"bias out of {what} [{limits[0]}, {limits[1]}] (found {lo:g}..{hi:g})"
     return None
 
 
@@ -70,7 +81,7 @@ def checked_biases(spec: NetworkSpec, biases: Mapping[str, Any]) -> dict[str, np
         want = (spec.layer(name).out_channels,)
         if arr.shape != want:
             raise SpikeRegError(f"layer {name!r}: bias shape {arr.shape} != expected {want} (one per output channel)")
-        problem = check_bias_mantissa(arr)
+        problem = check_bias_mantissa(arr, bias_range(spec.layer(name)))
         if problem is not None:
             raise SpikeRegError(f"layer {name!r}: {problem}")
         if np.any(arr != 0):

@@ -83,13 +83,16 @@ def test_lava_equals_engine_with_biases_at_every_depth(tiny_skip_net) -> None:
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("changes", [dict(neuron_model="CUBA-SR"), dict(input_mode="bias")],
-                         ids=["cuba-sr-process", "input-mode-bias"])
+@pytest.mark.parametrize("changes", [dict(neuron_model="CUBA-SR"), dict(input_mode="bias"), dict(neuron_model="IF"),
+                                     dict(neuron_model="CUBA-MT"), dict(neuron_model="SDNN", threshold=0.05)],
+                         ids=["cuba-sr-process", "input-mode-bias", "if", "cuba-mt", "sdnn"])
 def test_lava_equals_engine_on_a_biased_unet(small_config, pair16, changes) -> None:
-    """The U-Net (skips with delays) with a bias on every layer: the project's own CUBA-SR process (Var `bias`),
-    and input_mode "bias", where the first layer's bias is its input current plus its own bias."""
+    """The U-Net (skips with delays) with a bias on every layer, for every neuron model's Lava process (lava-nc's
+    LIF and SigmaDelta, the project's CUBA-SR / CUBA-MT), and input_mode "bias", where the first layer's bias is its
+    input current plus its own bias."""
     model = seeded_model(dataclasses.replace(small_config, **changes), seed=2)
-    params = _with_biases(model.spec, model.integer_weights(), seed=4, low=-40, high=80)
+    low, high = (-2, 3) if changes.get("neuron_model") == "SDNN" else (-40, 80)  # SDNN's bias enters << 12
+    params = _with_biases(model.spec, model.integer_weights(), seed=4, low=low, high=high)
     ref, _ = _assert_same(model.spec, params, pair16)
     assert sum(c.spikes for c in ref.counts.values()) > 100
 

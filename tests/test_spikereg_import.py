@@ -15,6 +15,7 @@ from spikereg_deploy.export.reader import read_net
 from spikereg_deploy.export.spikereg_import import import_checkpoint
 from spikereg_deploy.export.spikereg_model import BN_EPS, encoder_units, fold_batchnorm, validate
 from spikereg_deploy.export.spikereg_reference import reference_forward
+from spikereg_deploy.layer_bias import bias_key
 
 
 def spikereg_state_dict(encoder=(16, 32, 64, 128), decoder=(64, 32, 16, 16), seed=0, gain=4.0):
@@ -221,3 +222,73 @@ def test_lava_runs_the_imported_network(pair16):
     lava = run_lava(imported.spec, imported.weights, pair16, record_spikes=False, progress=False)
     np.testing.assert_array_equal(lava.readout_sum, ref.readout_sum)
     assert {n: c.spikes for n, c in lava.counts.items()} == {n: c.spikes for n, c in ref.counts.items()}
+
+
+def test_folded_biases_become_loihi_biases():
+    """Every layer's folded bias (conv bias + BN shift) is its Loihi bias, round(b x s x 64) at exponent 6, noted
+    as exact; the projection bias is the readout's, SpikeReg's smoothed bias exactly away from the faces."""
+    ckpt = validate(spikereg_state_dict(), "test")
+    imported = import_checkpoint(ckpt)
+    for m in imported.layers[:-1]:
+        params = ckpt.unit_params(next(u for u in _units() if u.name == m.name))
+        _w, bias = fold_batchnorm(params, "up" in m.name)
+        want = np.round(bias * m.weight_scale * 64).astype(np.int64)
+        np.testing.assert_array_equal(imported.weights[bias_key(m.name)], want, err_msg=m.name)
+        assert any(note.startswith("folded bias") and note.endswith("(exact)") for note in m.notes), m.name
+        assert not m.bias_clipped
+    sd = spikereg_state_dict()
+    sd["output_projection.conv.bias"] = torch.tensor([0.3, -0.2, 0.1])
+    imported = import_checkpoint(validate(sd, "test"))
+    p, fw = {k: torch.as_tensor(v) for k, v in validate(sd, "test").tensors.items()}, imported.float_weights
+    rate = torch.rand(1, 16, 6, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    z = F.conv3d(rate, p["output_projection.conv.weight"].double(), p["output_projection.conv.bias"].double())
+    want = F.conv3d(z, p["output_projection.smooth.weight"].double(), padding=1, groups=3)[0]
+    got = F.conv3d(rate, torch.as_tensor(fw["readout"]), padding=1)[0] + torch.as_tensor(
+        fw[bias_key("readout")]).view(3, 1, 1, 1)
+    np.testing.assert_allclose(got[:, 1:-1, 1:-1, 1:-1].numpy(), want[:, 1:-1, 1:-1, 1:-1].numpy(), atol=1e-12)
+    assert not np.allclose(got[:, 0].numpy(), want[:, 0].numpy())  # a face: fewer taps in SpikeReg's smoothing
+    readout = imported.layers[-1]
+    assert readout.status == "nearest" and any("away from the faces" in n for n in readout.notes)
+
+
+def test_a_bias_beyond_13_bits_is_clipped_and_said():
+    sd = spikereg_state_dict()
+    sd["bottleneck.conv.bias"] = torch.full((128,), 0.05)
+    sd["bottleneck.conv.bias"][5] = 500.0
+    imported = import_checkpoint(validate(sd, "test"))
+    m = next(m for m in imported.layers if m.name == "bottleneck")
+    assert m.bias_clipped and m.status == "nearest"
+    assert any(n.startswith("1 channel(s) of the bias clipped to [-4096, 4095]") for n in m.notes)
+    assert imported.weights[bias_key("bottleneck")][5] == 4095
+
+
+def test_exact_layer_with_a_bias_on_the_grid():
+    """enc0 with a folded bias on the mantissa grid (k / 128 at scale 2) is still exact: the same quantization
+    bound holds, and running it without the bias breaks it (the bias matters, and is mapped)."""
+    sd = exact_enc0_state_dict()
+    k = np.random.default_rng(8).integers(-40, 41, 16)
+    sd["encoder_blocks.0.conv.conv.bias"] = torch.as_tensor(k / 128, dtype=torch.float32)
+    ckpt = validate(sd, "test")
+    imported = import_checkpoint(ckpt)
+    enc0 = next(m for m in imported.layers if m.name == "enc0")
+    assert enc0.status == "exact"
+    np.testing.assert_array_equal(imported.weights[bias_key("enc0")], k)
+    image = np.random.default_rng(2).integers(0, 256, (2, 16, 16, 16)) / 256
+    ref = reference_forward(ckpt, image)
+    theirs = ref.spikes["enc0"].numpy().astype(bool)
+    bound = 10 * (1 / 128 + 1 / 8192) + 1e-6
+    for with_bias in (True, False):
+        weights = {n: w for n, w in imported.weights.items() if with_bias or n != bias_key("enc0")}
+        ours = np.stack(IntegerNetwork(imported.spec, weights).run(image, record_spikes=True).spikes["enc0"])
+        differs = (ours != theirs).any(axis=0)
+        if with_bias:
+            assert (ref.margins["enc0"].numpy()[differs] < bound).all() and differs.mean() < 0.01
+        else:
+            assert differs.mean() > 0.05
+
+
+def _units():
+    from spikereg_deploy.export.spikereg_model import bottleneck_unit, decoder_levels
+
+    units = [u for level in range(4) for u in encoder_units(level)] + [bottleneck_unit()]
+    return units + [u for d in decoder_levels() for u in (d.upconv, d.refine)]

@@ -178,8 +178,8 @@ class NeuronModel(ABC):
     lava_bias_var: ClassVar[str] = "bias"
 
     def lava_bias_units(self, bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
-        """Bias mantissas (exponent 6) over `shape`, in the units the model's Lava process takes for `tag`
-        (models with a bias; the one conversion `lava_process` and a later `Var.set` both use)."""
+        """Bias mantissas (exponent 6) over `shape` as the model's Lava process holds them in its `lava_bias_var`
+        for `tag` (what the host writes with `Var.set` when a layer's bias starts; models with a bias)."""
         raise SpikeRegError(f"neuron type {self.netx_type} has no bias (input_mode 'bias' needs CUBA, IF or CUBA-SR)")
 
 

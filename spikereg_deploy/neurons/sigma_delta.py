@@ -168,7 +168,7 @@ class SigmaDeltaNeuron(NeuronModel):
         from lava.proc.sdn.process import ActivationMode, SigmaDelta
 
         check_lava_tag(tag)
-        bias = self.lava_bias_units(bias_mant, shape, tag)
+        bias = self._bias_argument(bias_mant, shape, tag)
         if tag == "fixed_pt":
             return SigmaDelta(shape=shape, vth=self.vth_mant, bias=bias, act_mode=ActivationMode.RELU,
                               spike_exp=SPIKE_EXP, state_exp=STATE_EXP, name=name)
@@ -176,7 +176,14 @@ class SigmaDeltaNeuron(NeuronModel):
         return SigmaDelta(shape=shape, vth=self.vth_mant * scale, bias=bias, act_mode=ActivationMode.RELU,
                           spike_exp=0, state_exp=0, name=name)
 
-    def lava_bias_units(self, bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
-        """SigmaDelta's `bias`: the mantissas for fixed_pt (netx's exponents); x 2^6 in the float model."""
+    @staticmethod
+    def _bias_argument(bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
+        """SigmaDelta's `bias` argument: the mantissas for fixed_pt (netx's exponents); x 2^6 in the float model."""
         bias = np.array(np.broadcast_to(np.asarray(bias_mant, dtype=np.int64), shape))
         return bias if tag == "fixed_pt" else bias * float(1 << SPIKE_EXP)
+
+    def lava_bias_units(self, bias_mant: Any, shape: tuple[int, ...], tag: str) -> Any:
+        """What SigmaDelta's `bias` Var holds: its constructor scales the argument by 2^(spike_exp + state_exp)
+        (lava-nc 0.10.0, `proc/sdn/process.py`), 2^12 for fixed_pt and 1 for the float model's zero exponents."""
+        bias = self._bias_argument(bias_mant, shape, tag)
+        return bias << (SPIKE_EXP + STATE_EXP) if tag == "fixed_pt" else bias
