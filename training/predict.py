@@ -12,6 +12,7 @@ import torch
 
 from spikereg_deploy.network import NetworkSpec
 from spikereg_deploy.predict import SpikeTally
+from spikereg_deploy.torch_device import torch_device
 
 from .ann import AnnUNet
 from .checkpoint import load_checkpoint, read_checkpoint
@@ -22,9 +23,9 @@ from .snn import SpikingUNet
 __all__ = ["AnnPredictor", "SnnPredictor", "PREDICTORS", "load_checkpoint_predictor"]
 
 
-def _image(fixed: np.ndarray, moving: np.ndarray) -> torch.Tensor:
-    """(1, 2, D, H, W) float32: the batch of one both torch models take."""
-    return torch.as_tensor(np.stack([fixed, moving]), dtype=torch.float32)[None]
+def _image(fixed: np.ndarray, moving: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(1, 2, D, H, W) float32 on `device`: the batch of one both torch models take."""
+    return torch.as_tensor(np.stack([fixed, moving]), dtype=torch.float32)[None].to(device)
 
 
 class AnnPredictor:
@@ -34,13 +35,14 @@ class AnnPredictor:
     label = "ANN teacher"
     tally: SpikeTally | None = None
 
-    def __init__(self, model: AnnUNet, name: str) -> None:
-        self.model, self.name = model.eval(), name
+    def __init__(self, model: AnnUNet, name: str, device: str = "cpu") -> None:
+        self.device = torch_device(device)
+        self.model, self.name = model.to(self.device).eval(), name
         self.spec: NetworkSpec = model.spec
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return self.model(_image(fixed, moving))[0].double().numpy()
+            return self.model(_image(fixed, moving, self.device))[0].double().cpu().numpy()
 
 
 class SnnPredictor:
@@ -49,28 +51,29 @@ class SnnPredictor:
     kind = "snn"
     label = "SNN, quantized"
 
-    def __init__(self, model: SpikingUNet, name: str) -> None:
-        self.model, self.name = model.eval(), name
+    def __init__(self, model: SpikingUNet, name: str, device: str = "cpu") -> None:
+        self.device = torch_device(device)
+        self.model, self.name = model.to(self.device).eval(), name
         self.spec: NetworkSpec = model.spec
         self.tally = SpikeTally()
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            out = self.model(_image(fixed, moving))
+            out = self.model(_image(fixed, moving, self.device))
         geo = self.spec.geometry(fixed.shape)
         self.tally.record(self.spec, fixed.shape,
-                          counts_from_spikes(self.spec, geo, {n: s[0] for n, s in out.spikes.items()}))
-        return out.displacement[0].double().numpy()
+                          counts_from_spikes(self.spec, geo, {n: s[0].cpu() for n, s in out.spikes.items()}))
+        return out.displacement[0].double().cpu().numpy()
 
 
 PREDICTORS: dict[str, type[AnnPredictor] | type[SnnPredictor]] = {"ann": AnnPredictor, "snn": SnnPredictor}
 
 
-def load_checkpoint_predictor(path: str | os.PathLike[str] | None) -> AnnPredictor | SnnPredictor:
-    """The predictor for a checkpoint's `kind`; None gives the embedded default model."""
+def load_checkpoint_predictor(path: str | os.PathLike[str] | None, device: str = "cpu") -> AnnPredictor | SnnPredictor:
+    """The predictor for a checkpoint's `kind` on `device`; None gives the embedded default model."""
     if path is None:
         model, description = load_default_model()
-        return SnnPredictor(model, description)
+        return SnnPredictor(model, description, device)
     kind = read_checkpoint(path)["kind"]
     cls = PREDICTORS[kind]
-    return cls(load_checkpoint(path, kind=kind), f"{path} ({cls.label})")  # type: ignore[arg-type]
+    return cls(load_checkpoint(path, kind=kind), f"{path} ({cls.label})", device)  # type: ignore[arg-type]

@@ -136,7 +136,7 @@ class SpikingUNet(torch.nn.Module):
                 continue
             outputs[layer.name] = self.neurons[layer.name](syn_out)
             if layer.name == stop_after:
-                empty = torch.zeros(0)
+                empty = torch.zeros(0, device=image.device)
                 return ForwardResult(empty, outputs, empty.to(torch.int64))
         assert readout_float is not None
         with torch.no_grad():

@@ -52,7 +52,7 @@ class Conv3dSynapse(torch.nn.Module):
     def integer_weight(self) -> np.ndarray:
         """Weight mantissas as Loihi stores them (even ints in [-256, 254])."""
         with torch.no_grad():
-            return torch.round(self.quantized_weight() * WEIGHT_SCALE).to(torch.int64).numpy()
+            return torch.round(self.quantized_weight() * WEIGHT_SCALE).to(torch.int64).cpu().numpy()
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.conv3d(x, weight, stride=self.stride, padding=self.padding)

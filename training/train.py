@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from spikereg_deploy.errors import SpikeRegError
+from spikereg_deploy.torch_device import torch_device
 from spikereg_deploy.unet import UNetConfig
 
 from .ann import AnnUNet
@@ -165,9 +166,11 @@ def _check_same_run(payload: dict[str, Any], cfg: TrainConfig, out: Path) -> Non
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True,
-          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, Any]:
-    """Run the configured stage; returns the loss history. `out` is the checkpoint path (written atomically)."""
+          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr), device: str = "cpu") -> dict[str, Any]:
+    """Run the configured stage; returns the loss history. `out` is the checkpoint path (written atomically).
+    `device` ("cpu", "cuda[:N]") is where the model trains; conversion's calibration runs on the CPU first."""
     out = Path(out)
+    dev = torch_device(device)  # before any work: a missing GPU is one line, not a failure after conversion
     seed_everything(cfg.seed)
     start = 0
     state: dict[str, Any] = {}
@@ -183,7 +186,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         log(f"resuming {out} at step {start}")
     else:
         model = build_model(cfg, log)
-    model.train()
+    model.to(dev).train()
     log_gain = torch.nn.Parameter(torch.zeros(()))  # readout gain = gain at this step's start x exp(log_gain)
     if isinstance(model, SpikingUNet) and cfg.threshold_lr and model.config.neuron_model == "SDNN":
         raise SpikeRegError("threshold_lr: a learned threshold scales the input of a rate-coded neuron; a sigma-delta "
@@ -205,6 +208,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         torch.random.set_rng_state(state["torch_rng"])
     history: list[dict[str, float]] = list(state.get("history", []))
     teacher = load_teacher(cfg)
+    if teacher is not None:
+        teacher.to(dev)
     batches = pair_batches(cfg, start)
     steps = range(start, cfg.steps)
     if progress:
@@ -213,7 +218,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         steps = tqdm(steps, desc=f"train {cfg.stage}", unit="step", initial=start, total=cfg.steps)
     started = time.perf_counter()
     for step in steps:
-        micro = [next(batches) for _ in range(cfg.accumulate)]
+        micro = [tuple(t.to(dev) for t in next(batches)) for _ in range(cfg.accumulate)]
         loss, parts = training_step(model, optimizer, micro[0][0], micro[0][1], cfg, teacher,
                                     log_gain if cfg.gain_lr else None, probes, more_batches=micro[1:])
         history.append({"step": step + 1, "loss": float(loss), **parts})
@@ -222,7 +227,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             _save(out, model, optimizer, step + 1, history, cfg, finished=False)
     meta = {"stage": cfg.stage, "steps": cfg.steps, "config": asdict(cfg),
-            "train_seconds": round(time.perf_counter() - started, 1)}
+            "train_seconds": round(time.perf_counter() - started, 1), "device": str(dev)}
     _save(out, model, optimizer, cfg.steps, history, cfg, finished=True, meta=meta)
     return {"history": history, "meta": meta}
 
@@ -242,7 +247,7 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
     optimizer.zero_grad(set_to_none=True)
     batches = [(fixed, moving), *more_batches]
     total: dict[str, float] = {}
-    loss_sum = torch.zeros(())
+    loss_sum = torch.zeros((), device=fixed.device)
     for fixed_b, moving_b in batches:
         loss, parts = _batch_loss(model, fixed_b, moving_b, cfg, teacher, log_gain, thresholds)
         (loss / len(batches)).backward()

@@ -160,21 +160,25 @@ def load_network(net_path: str | None) -> NetworkSource:
                          note=f"no .net given: using the {origin}")
 
 
-def load_predictor(path: str | os.PathLike[str] | None) -> Predictor:
+def load_predictor(path: str | os.PathLike[str] | None, device: str = "cpu") -> Predictor:
     """The model in a file, ready to predict: a `.net` on the integer engine (export stage only), a checkpoint as the
-    torch model its `kind` names, None the embedded default model (training stage, imported quietly)."""
+    torch model its `kind` names, None the embedded default model (training stage, imported quietly); torch models
+    on `device` (`torch_device.py`)."""
     if path is not None and str(path).endswith(".net"):
+        from spikereg_deploy.errors import SpikeRegError
+
+        if device != "cpu":
+            raise SpikeRegError(f"--device {device} runs checkpoints (torch models); a .net runs on the integer "
+                                "reference engine, which is CPU-only", path)
         from spikereg_deploy.export.reader import read_net
         from spikereg_deploy.predict import IntegerEnginePredictor
 
         loaded = read_net(path)
         if loaded.source == "netx":
-            from spikereg_deploy.errors import SpikeRegError
-
             raise SpikeRegError("a plain NetX network ends in spikes, not a displacement readout: it cannot register "
                                 "(run it with spikereg-simulate NET --input ARRAY.npy)", path)
         return IntegerEnginePredictor(loaded.spec, loaded.weights, f"{path} (integer engine)")
     load_training_stage()
     from spikereg_deploy.training.predict import load_checkpoint_predictor
 
-    return load_checkpoint_predictor(path)
+    return load_checkpoint_predictor(path, device)

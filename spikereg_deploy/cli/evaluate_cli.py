@@ -8,6 +8,7 @@ from pathlib import Path
 from spikereg_deploy.atomic import atomic_folder, check_output_path, json_text
 from spikereg_deploy.errors import SpikeRegError, cli_entry
 from spikereg_deploy.imaging.native import describe_grid, grid_report
+from spikereg_deploy.torch_device import add_device_option, torch_device
 
 from .common import (
     add_distribution_options,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_shape(parser, help_text="network grid D H W")
     add_profile_option(parser)
     add_distribution_options(parser, results_default=None)
+    add_device_option(parser, "a checkpoint's torch model")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     return parser
 
@@ -61,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = load_profile(args.profile)
     load_training_stage()  # quietly: lava-dl and torch print notes on import
-    predictors = [load_predictor(args.model)]
+    torch_device(args.device)  # a missing GPU is one line before any model is loaded
+    predictors = [load_predictor(args.model, args.device)]
     if args.compare:
-        predictors.append(load_predictor(args.compare))
+        predictors.append(load_predictor(args.compare, args.device))
     for predictor in predictors:
         predictor.spec.geometry(shape)  # a shape the network cannot take is a one-line error, before any pair
         check_run_size(shape, DEFAULT_MAX_BYTES, 2 * estimate_engine_memory(predictor.spec, shape))
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(source) == 0:
         raise SpikeRegError(f"--data {args.data}: no pairs found")
     db = ResultsDB(args.results_db or MEMORY)
-    refs = [ModelRef(path) for path in ([args.model, args.compare] if args.compare else [args.model])]
+    paths = [args.model, args.compare] if args.compare else [args.model]
+    refs = [ModelRef(path, device=args.device) for path in paths]
     per_model = [make_tasks(ref, model_key(ref.path, p.spec), data, source) for ref, p in zip(refs, predictors,
                                                                                               strict=True)]
     tasks = [t for pair_tasks in zip(*per_model, strict=True) for t in pair_tasks]  # pair by pair, as before
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                              "energy": summaries[1]["energy"], "per_pair": compare_rows,
                              "failed": summaries[1]["failed"],
                              "paired": paired(rows, compare_rows, ("dice", "fraction_jacobian_nonpositive"))}
-    result["run"] = {"workers": args.workers, "scheduler": args.scheduler, "results_db": args.results_db,
+    result["run"] = {"device": args.device, "workers": args.workers, "scheduler": args.scheduler,
+                     "results_db": args.results_db,
                      "tasks_run": ran, "tasks_skipped_finished": skipped,
                      "note": "how the pairs were run; every other field is computed from the results alone"}
     out = Path(args.output)

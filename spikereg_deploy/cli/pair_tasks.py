@@ -74,6 +74,7 @@ class ModelRef:
     path: str | None
     engine: str = "model"
     tag: str = "fixed_pt"
+    device: str = "cpu"  # engine "model" only: where the torch model runs (`torch_device.py`)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def model_key(path: str | None, spec: Any) -> str:
 
 
 def settings_key(model: ModelRef, data: DataSpec) -> str:
-    text = json.dumps({**data.settings(), "engine": model.engine, "tag": model.tag}, sort_keys=True)
+    device = {"device": model.device} if model.device != "cpu" else {}  # a GPU run is not bit-identical to CPU
+    text = json.dumps({**data.settings(), "engine": model.engine, "tag": model.tag, **device}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -178,7 +180,10 @@ def load_task_predictor(ref: ModelRef) -> Any:
     if ref.engine not in ENGINES:
         raise SpikeRegError(f"unknown engine {ref.engine!r} (choose {', '.join(ENGINES)})")
     if ref.engine == "model":
-        return load_predictor(ref.path)
+        return load_predictor(ref.path, ref.device)
+    if ref.device != "cpu":
+        raise SpikeRegError(f"--device {ref.device}: the {ref.engine} engine runs Loihi integers on the CPU; "
+                            "--device applies to --engine model")
     spec, weights, name = integer_network(ref.path)
     return _SimulatorPredictor(spec, weights, f"{name} ({ref.engine} engine)", ref.engine, ref.tag)
 

@@ -6,6 +6,7 @@ import sys
 
 from spikereg_deploy.atomic import check_output_path
 from spikereg_deploy.errors import cli_entry
+from spikereg_deploy.torch_device import add_device_option
 
 from .common import load_training_stage, quiet_imports
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "continue); stage ann: a teacher to fine-tune from (e.g. ReLU into QCFS)")
     parser.add_argument("--steps", type=int, help="overrides the config's steps (stage snn: 0 = convert only)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing output checkpoint")
+    add_device_option(parser, "training")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (atomically)")
     return parser
 
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is not None:
         cfg.steps = args.steps
     cfg.validate()
-    result = train(cfg, args.output, resume=not args.fresh)
+    result = train(cfg, args.output, resume=not args.fresh, device=args.device)
     history = result.get("history") or []
     if history:
         last = history[-1]
