@@ -18,6 +18,8 @@ from spikereg_deploy.errors import SpikeRegError
 MAX_TIME_STEPS = 1024
 NORMALISATIONS = ("connection", "layer")  # training.conversion.convert
 STAGES = ("ann", "snn")
+#: Where training pairs come from (`train.pair_batches`): the embedded MNI pairs, or label-map synthesis.
+DATA_SOURCES = ("embedded", "synth")
 
 Check = Callable[[Any], str | None]  # None when the value is fine, else what it must be
 
@@ -58,6 +60,13 @@ def _sizes(count: int | None) -> Check:
     return check
 
 
+def _names(value: Any) -> str | None:
+    from spikereg_deploy.imaging.label_maps import LABEL_MAP_NAMES
+
+    ok = isinstance(value, list | tuple) and all(v in LABEL_MAP_NAMES for v in value)
+    return None if ok else "a list of label maps from " + ", ".join(LABEL_MAP_NAMES)
+
+
 def _thresholds(value: Any) -> str | None:
     ok = isinstance(value, dict) and all(_number(0, low_open=True)(v) is None for v in value.values())
     return None if ok else "a table of layer name = positive number"
@@ -66,7 +75,9 @@ def _thresholds(value: Any) -> str | None:
 #: TrainConfig's keys (the tables of `train.TABLE_KEYS`).
 TRAINING_VALUES: dict[str, Check] = {
     "stage": _choice(STAGES), "seed": _integer(0), "shape": _sizes(3), "init": _text,
-    "data_seed_offset": _integer(0),
+    "data_seed_offset": _integer(0), "data_source": _choice(DATA_SOURCES), "spacing": _number(0, 16, low_open=True),
+    "label_maps": _names, "random_fraction": _number(0, 1), "image_fraction": _number(0, 1),
+    "max_displacement_mm": _number(0, 64),
     "steps": _integer(0), "batch_size": _integer(1), "lr": _number(0, low_open=True), "reg_weight": _number(0),
     "sparsity_weight": _number(0), "distill_weight": _number(0), "teacher": _text, "gain_lr": _number(0),
     "threshold_lr": _number(0), "ncc_window": _integer(1), "checkpoint_every": _integer(1), "accumulate": _integer(1),

@@ -41,12 +41,20 @@ def seed_everything(seed: int) -> None:
 
 
 def pair_batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Fresh synthetic pairs every step (seeded by step): the same stream on resume."""
+    """Fresh synthetic pairs every step (seeded by step): the same stream on resume. `data_source` "embedded":
+    MNI152 pairs on the network grid; "synth": label-synthesised patches (`cfg.shape`) at `cfg.spacing` mm."""
+    from spikereg_deploy.imaging.label_synth import label_synth_pair
     from spikereg_deploy.imaging.synthetic import embedded_pairs
 
+    synth = cfg.synth_config() if cfg.data_source == "synth" else None
     step = start_step * cfg.accumulate  # one batch per accumulated micro-step, so a resume draws the same pairs
     while True:
-        pairs = embedded_pairs(cfg.batch_size, shape=cfg.shape, seed=cfg.data_seed_offset + step * cfg.batch_size)
+        if synth is not None:
+            pairs = [label_synth_pair(step * cfg.batch_size + j, cfg.shape, cfg.data_seed_offset, synth)
+                     for j in range(cfg.batch_size)]
+        else:
+            pairs = embedded_pairs(cfg.batch_size, shape=cfg.shape,
+                                   seed=cfg.data_seed_offset + step * cfg.batch_size)
         fixed = torch.as_tensor(np.stack([p.fixed for p in pairs]))[:, None].float()
         moving = torch.as_tensor(np.stack([p.moving for p in pairs]))[:, None].float()
         yield fixed, moving
@@ -163,6 +171,20 @@ def _check_same_run(payload: dict[str, Any], cfg: TrainConfig, out: Path) -> Non
         if held.get(key) != asked.get(key):
             raise SpikeRegError(f"holds a model with {key} = {held.get(key)!r}, the config asks for "
                                 f"{asked.get(key)!r}; give another -o, or --fresh to replace it", out)
+    stored = (payload.get("training_state") or {}).get("data")  # checkpoints from before it lack it
+    if stored is not None:
+        for key, value in data_settings(cfg).items():
+            if stored.get(key) != value:
+                raise SpikeRegError(f"was trained on data with {key} = {stored.get(key)!r}, the config asks for "
+                                    f"{value!r}: resuming would change the pair stream; give another -o, or "
+                                    "--fresh to replace it", out)
+
+
+def data_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """What decides the training pair stream (the `[data]` table and the patch shape), as plain values."""
+    keys = ("shape", *TABLE_KEYS["data"])
+    return {key: list(value) if isinstance(value, tuple) else value for key in keys
+            if (value := getattr(cfg, key)) is not None}
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True,
@@ -328,5 +350,5 @@ class LearnedThresholds(dict):
 def _save(out: Path, model, optimizer, step: int, history, cfg: TrainConfig, finished: bool,
           meta: dict[str, Any] | None = None) -> None:
     state = {"step": step, "optimizer": optimizer.state_dict(), "history": history,
-             "torch_rng": torch.random.get_rng_state(), "finished": finished}
+             "torch_rng": torch.random.get_rng_state(), "finished": finished, "data": data_settings(cfg)}
     save_checkpoint(out, model, meta=meta or {"stage": cfg.stage}, training_state=state)

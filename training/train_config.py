@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spikereg_deploy.errors import SpikeRegError, read_toml
 from spikereg_deploy.unet import UNetConfig
 
 from .config_values import check_config_values
 
+if TYPE_CHECKING:
+    from spikereg_deploy.imaging.label_synth import LabelSynthConfig
+
 #: The TOML layout: each key of `TrainConfig` lives in exactly one place, the top level ("") or one table.
 #: `[model]` holds `UNetConfig`'s fields (the architecture); the other tables hold the keys named here.
 TOP_LEVEL = ""
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     TOP_LEVEL: ("stage", "seed", "shape", "init"),
-    "data": ("data_seed_offset",),
+    "data": ("data_seed_offset", "data_source", "spacing", "label_maps", "random_fraction", "image_fraction",
+             "max_displacement_mm"),
     "optim": ("steps", "batch_size", "lr", "reg_weight", "sparsity_weight", "distill_weight", "teacher", "gain_lr",
               "threshold_lr", "ncc_window", "checkpoint_every", "accumulate"),
     "conversion": ("percentile", "normalisation", "calibration_pairs", "time_steps", "threshold_scale"),
@@ -54,13 +58,22 @@ class TrainConfig:
     time_steps: int = 0  # stage snn: T of the converted network (0 = the teacher config's T)
     threshold_scale: float = 1.0  # stage snn: every converted threshold x this (1 = as conversion sets them)
     data_seed_offset: int = 10_000  # training pairs use seeds >= this; evaluation uses lower seeds
+    #: "embedded": the MNI152 pairs on the network grid (`imaging.synthetic`); "synth": SynthMorph-style patches
+    #: (`shape`) of `spacing` mm synthesised from label maps (`imaging.label_synth`; the keys below are its knobs)
+    data_source: str = "embedded"
+    spacing: float = 2.0
+    label_maps: tuple[str, ...] = ()  # () = every offline map (`imaging.label_maps.LABEL_MAP_NAMES`)
+    random_fraction: float = 0.5
+    image_fraction: float = 0.25
+    max_displacement_mm: float = 8.0
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
         p = Path(path)
         flat = flatten_config_tables(read_toml(p, "config"), p)
-        if isinstance(flat.get("shape"), list):
-            flat["shape"] = tuple(flat["shape"])
+        for key in ("shape", "label_maps"):
+            if isinstance(flat.get(key), list):
+                flat[key] = tuple(flat[key])
         try:
             cfg = cls(**flat)
             cfg.validate()
@@ -90,6 +103,17 @@ class TrainConfig:
             raise SpikeRegError("time_steps must be >= 0 (0 = the teacher's T)")
         if len(self.shape) != 3:
             raise SpikeRegError("shape must have three sizes")
+        if self.data_source == "synth":
+            self.synth_config().validate()
+
+    def synth_config(self) -> LabelSynthConfig:
+        """The label-synthesis settings of `data_source = "synth"` (imported here: imaging loads scipy)."""
+        from spikereg_deploy.imaging.label_maps import LABEL_MAP_NAMES
+        from spikereg_deploy.imaging.label_synth import LabelSynthConfig
+
+        return LabelSynthConfig(spacing=self.spacing, maps=tuple(self.label_maps) or LABEL_MAP_NAMES,
+                                random_fraction=self.random_fraction, image_fraction=self.image_fraction,
+                                max_displacement_mm=self.max_displacement_mm)
 
 
 def _where(table: str) -> str:

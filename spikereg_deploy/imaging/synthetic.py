@@ -81,11 +81,13 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float
     return field * (peak / top) if top > 0 else field
 
 
-def _augment(image: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
-    """Gamma, smooth multiplicative bias and in-brain noise, then the standard normalisation."""
+def augment_intensity(image: np.ndarray, rng: np.random.Generator, cfg: SynthConfig,
+                      everywhere: bool = False) -> np.ndarray:
+    """Gamma, smooth multiplicative bias and noise (inside the brain, or `everywhere` for a synthetic image whose
+    background is a label too), then the standard normalisation."""
     out = np.clip(image, 0.0, None) ** float(np.exp(rng.normal(0.0, cfg.gamma_std)))
     out = out * np.exp(_smooth_field(rng, image.shape, min(image.shape) / 4.0, cfg.bias_strength))
-    out = out + rng.normal(0.0, cfg.noise_std, image.shape) * (image > 0)
+    out = out + rng.normal(0.0, cfg.noise_std, image.shape) * (True if everywhere else image > 0)
     return normalize_intensity(np.clip(out, 0.0, None))
 
 
@@ -101,7 +103,7 @@ def _warped_labels(probs: np.ndarray, disp: np.ndarray) -> np.ndarray:
 def _synthetic_side(template: Template, rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
     """One side of a pair: the template under its own random deformation, augmented, with warped labels."""
     disp, _ = random_deformation(template.image.shape, rng, cfg.max_displacement, cfg.sigma, cfg.steps)
-    return _augment(warp_image(template.image, disp), rng, cfg), _warped_labels(template.probs, disp)
+    return augment_intensity(warp_image(template.image, disp), rng, cfg), _warped_labels(template.probs, disp)
 
 
 def checked_grid_shape(shape: Sequence[int]) -> tuple[int, int, int]:
