@@ -13,11 +13,13 @@ harder test that no model here was trained on.
 
 Reproduce the checkpoints with the commands in the README ("Training the default model"), then:
     python benchmarks/bench_registration.py --ann runs/ann.pt --converted runs/converted.pt --snn runs/snn.pt
+`--native` runs the native-resolution benchmark instead (`bench_native.py`: 2 mm, two real anatomies, ANTs).
 """
 from __future__ import annotations
 
 import argparse
 import platform
+import sys
 from typing import Any
 
 from spikereg_deploy import evaluation as ev
@@ -54,6 +56,11 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def main() -> None:
+    if "--native" in sys.argv[1:]:  # the native-resolution, cross-anatomy benchmark against ANTs (bench_native.py)
+        import bench_native
+
+        bench_native.main([arg for arg in sys.argv[1:] if arg != "--native"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ann", default="runs/ann.pt")
     parser.add_argument("--converted", default="runs/converted.pt")
