@@ -20,7 +20,7 @@ TOP_LEVEL = ""
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     TOP_LEVEL: ("stage", "seed", "shape", "init"),
     "data": ("data_seed_offset", "data_source", "spacing", "label_maps", "random_fraction", "image_fraction",
-             "max_displacement_mm"),
+             "max_displacement_mm", "max_rotation_deg", "max_shift_mm", "max_scaling"),
     "optim": ("steps", "batch_size", "lr", "reg_weight", "sparsity_weight", "distill_weight", "teacher", "gain_lr",
               "threshold_lr", "ncc_window", "checkpoint_every", "accumulate"),
     "conversion": ("percentile", "normalisation", "calibration_pairs", "time_steps", "threshold_scale"),
@@ -66,6 +66,9 @@ class TrainConfig:
     random_fraction: float = 0.5
     image_fraction: float = 0.25
     max_displacement_mm: float = 8.0
+    max_rotation_deg: float = 0.0
+    max_shift_mm: float = 0.0
+    max_scaling: float = 0.0
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
@@ -113,7 +116,8 @@ class TrainConfig:
 
         return LabelSynthConfig(spacing=self.spacing, maps=tuple(self.label_maps) or LABEL_MAP_NAMES,
                                 random_fraction=self.random_fraction, image_fraction=self.image_fraction,
-                                max_displacement_mm=self.max_displacement_mm)
+                                max_displacement_mm=self.max_displacement_mm, max_rotation_deg=self.max_rotation_deg,
+                                max_shift_mm=self.max_shift_mm, max_scaling=self.max_scaling)
 
 
 def _where(table: str) -> str:

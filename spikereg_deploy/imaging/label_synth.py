@@ -39,6 +39,11 @@ class LabelSynthConfig:
     image_fraction: float = 0.25  # share of atlas pairs on the template's real T1 (the map that has one)
     random_labels: tuple[int, int] = (8, 24)  # labels of a random map, drawn in this range
     max_displacement_mm: float = 8.0  # peak of each side's random deformation (drawn in [0.5, 1] x this)
+    #: each side's random affine placement (as subjects lie in a scanner): rotation about the patch centre up to
+    #: this many degrees per axis, shifts up to `max_shift_mm`, scaling up to `max_scaling`; 0 = none
+    max_rotation_deg: float = 0.0
+    max_shift_mm: float = 0.0
+    max_scaling: float = 0.0
     smoothness_mm: float = 16.0  # Gaussian sigma of the velocity noise
     max_blur_mm: float = 2.0  # Gaussian blur sigma drawn in [0, this]
     texture_std: float = 0.08  # within-label intensity std, drawn in [0, this]
@@ -58,6 +63,14 @@ class LabelSynthConfig:
             raise DataError(f"random_labels must be two counts 2 <= low <= high, got {self.random_labels}")
         if self.spacing <= 0 or self.max_displacement_mm < 0 or self.smoothness_mm <= 0:
             raise DataError("spacing and smoothness_mm must be positive, max_displacement_mm >= 0")
+        if not (0 <= self.max_rotation_deg <= 45 and self.max_shift_mm >= 0 and 0 <= self.max_scaling < 0.5):
+            raise DataError("max_rotation_deg must be in [0, 45], max_shift_mm >= 0, max_scaling in [0, 0.5)")
+
+    def affine_reach(self, size: np.ndarray) -> float:
+        """The largest displacement (voxels) the affine placement can give inside a `size` box."""
+        radius = float(np.linalg.norm(size)) / 2
+        turn = 2 * np.sin(np.radians(self.max_rotation_deg) * np.sqrt(3) / 2)
+        return radius * (turn + self.max_scaling) + np.sqrt(3) * self.max_shift_mm / self.spacing
 
 
 def random_label_map(shape: Sequence[int], rng: np.random.Generator, labels: int, sigma: float) -> np.ndarray:
@@ -76,6 +89,19 @@ def synthesize_image(labels: np.ndarray, means: np.ndarray, stds: np.ndarray, rn
         image = ndimage.gaussian_filter(image, blur, mode="nearest")
     intensity = SynthConfig(noise_std=float(rng.uniform(0.0, cfg.noise_std)))
     return augment_intensity(np.clip(image, 0.0, None).astype(np.float32), rng, intensity, everywhere=True)
+
+
+def random_affine_displacement(size: np.ndarray, rng: np.random.Generator, cfg: LabelSynthConfig) -> np.ndarray:
+    """(3, *size) voxels: x -> A (x - c) + c + t - x for a random rotation, scaling and shift about the centre c."""
+    from scipy.spatial.transform import Rotation
+
+    rotation = Rotation.from_rotvec(np.radians(rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg, 3)))
+    linear = rotation.as_matrix() @ np.diag(1 + rng.uniform(-cfg.max_scaling, cfg.max_scaling, 3))
+    shift = rng.uniform(-cfg.max_shift_mm, cfg.max_shift_mm, 3) / cfg.spacing
+    grid = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in size), indexing="ij"))
+    centred = grid - ((np.asarray(size) - 1) / 2)[:, None, None, None]
+    moved = np.einsum("ij,j...->i...", linear - np.eye(3), centred)
+    return moved + shift[:, None, None, None]
 
 
 def _crop_origin(source: LabelMap, spacing: float, size: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -107,7 +133,7 @@ def label_synth_pair(index: int, shape: Sequence[int] = (32, 32, 32), seed: int 
         raise DataError(f"label-synthesis patches need three sizes >= 4, got {tuple(shape)}")
     rng = np.random.default_rng([abs(int(seed)), int(index), 11 if seed >= 0 else 12])
     max_disp = cfg.max_displacement_mm / cfg.spacing
-    margin = int(np.ceil(max_disp)) + 2  # the warps read this far outside the patch
+    margin = int(np.ceil(max_disp + cfg.affine_reach(patch))) + 2  # the warps read this far outside the patch
     size = patch + 2 * margin
     use_random = not cfg.maps or rng.uniform() < cfg.random_fraction
     image_src = None
@@ -131,6 +157,8 @@ def label_synth_pair(index: int, shape: Sequence[int] = (32, 32, 32), seed: int 
     sides = []
     for _ in range(2):
         disp, _velocity = random_deformation(size, rng, max_disp, cfg.smoothness_mm / cfg.spacing)
+        if cfg.max_rotation_deg or cfg.max_shift_mm or cfg.max_scaling:
+            disp = disp + random_affine_displacement(size, rng, cfg)
         warped = warp_labels(labels, disp)
         if image_src is not None:
             image = augment_intensity(warp_image(image_src, disp), rng, SynthConfig())
