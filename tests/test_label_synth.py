@@ -125,3 +125,16 @@ def test_affine_placement_moves_the_pair_further_apart() -> None:
     np.testing.assert_array_equal(a.moving, b.moving)
     with pytest.raises(DataError, match="max_rotation_deg"):
         label_synth_pair(0, (16, 16, 16), config=LabelSynthConfig(max_rotation_deg=90))
+
+
+def test_a_checkpoint_without_newer_data_keys_resumes_with_their_defaults(tmp_path: Path) -> None:
+    """A run saved before a [data] key existed ran with that key's default: resuming it is the same stream."""
+    from spikereg_deploy.training.train import _check_same_run, data_settings
+
+    cfg = TrainConfig.from_toml(_config(tmp_path, 'data_source = "synth"'))
+    stored = {k: v for k, v in data_settings(cfg).items() if k != "max_rotation_deg"}
+    payload = {"kind": "ann", "config": cfg.model, "training_state": {"data": stored}}
+    _check_same_run(payload, cfg, tmp_path / "a.pt")
+    cfg.max_rotation_deg = 5.0
+    with pytest.raises(SpikeRegError, match="max_rotation_deg = 0.0"):
+        _check_same_run(payload, cfg, tmp_path / "a.pt")

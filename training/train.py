@@ -173,9 +173,11 @@ def _check_same_run(payload: dict[str, Any], cfg: TrainConfig, out: Path) -> Non
                                 f"{asked.get(key)!r}; give another -o, or --fresh to replace it", out)
     stored = (payload.get("training_state") or {}).get("data")  # checkpoints from before it lack it
     if stored is not None:
+        defaults = data_settings(TrainConfig())  # a key newer than the checkpoint: it ran with the default
         for key, value in data_settings(cfg).items():
-            if stored.get(key) != value:
-                raise SpikeRegError(f"was trained on data with {key} = {stored.get(key)!r}, the config asks for "
+            held = stored.get(key, defaults[key])
+            if held != value:
+                raise SpikeRegError(f"was trained on data with {key} = {held!r}, the config asks for "
                                     f"{value!r}: resuming would change the pair stream; give another -o, or "
                                     "--fresh to replace it", out)
 
