@@ -158,13 +158,17 @@ def stored_as(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.ascontiguousarray(out), affine @ t
 
 
-def write_dataset(root: Path, permuted: bool = False, perturb: bool = False) -> Path:
-    """Write both anatomies and both pair directions in the Learn2Reg layout under `root`; returns root."""
+Volumes = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def write_dataset(root: Path, volumes: Volumes, permuted: bool = False) -> Path:
+    """Write both anatomies (`anatomies()`) and both pair directions in the Learn2Reg layout under `root`;
+    returns root."""
     for sub in ("imagesTr", "labelsTr", "masksTr"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     names = {"cat12": "NATIVE_0001_0000.nii.gz", "mni09c": "NATIVE_0002_0000.nii.gz"}
     training = []
-    for anatomy, (image, labels, mask) in anatomies(perturb).items():
+    for anatomy, (image, labels, mask) in volumes.items():
         for sub, data, dtype in (("imagesTr", image, np.float32), ("labelsTr", labels, np.int16),
                                  ("masksTr", mask, np.uint8)):
             array, affine = (data, grid_affine()) if not permuted else stored_as(data, grid_affine())
