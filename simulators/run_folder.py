@@ -26,7 +26,8 @@ DEFAULT_SHAPE = (32, 32, 32)  # the embedded pair's grid when no size is given
 
 def load_pair(multiple: int, *, fixed: str | None = None, moving: str | None = None,
               input_shape: tuple[int, int, int] | None = None, seed: int = 0, resolution: float | None = None,
-              fixed_labels: str | None = None, moving_labels: str | None = None) -> tuple[Any, str]:
+              fixed_labels: str | None = None, moving_labels: str | None = None, prealign: bool = False
+              ) -> tuple[Any, str]:
     """The pair on the network grid and a description; files and sizes are checked before anything runs.
 
     Without `input_shape` or `resolution` a file pair runs at its own size (cropped to the foreground and padded
@@ -35,8 +36,9 @@ def load_pair(multiple: int, *, fixed: str | None = None, moving: str | None = N
     """
     if bool(fixed) != bool(moving):
         raise SpikeRegError("give both --fixed and --moving, or neither (embedded pair)")
-    if not fixed and (fixed_labels or moving_labels or resolution is not None):
-        raise SpikeRegError("--fixed-labels, --moving-labels and --resolution apply to --fixed/--moving files")
+    if not fixed and (fixed_labels or moving_labels or resolution is not None or prealign):
+        raise SpikeRegError("--fixed-labels, --moving-labels, --resolution and --prealign apply to --fixed/--moving "
+                            "files")
     if input_shape and resolution is not None:
         raise SpikeRegError("give --input-shape or --resolution, not both")
     shape = tuple(input_shape) if input_shape else None
@@ -55,7 +57,7 @@ def load_pair(multiple: int, *, fixed: str | None = None, moving: str | None = N
                                     fixed)
             shape = native
         pair = pair_from_files(fixed, moving, fixed_labels, moving_labels, target_shape=shape, multiple=multiple,
-                               resolution=resolution)
+                               resolution=resolution, prealign=prealign)
         return pair, f"{fixed} <- {moving}"
     from spikereg_deploy.imaging.synthetic import embedded_pairs
 
@@ -114,7 +116,7 @@ def write_registration_outputs(folder: Path, disp: np.ndarray, pair: Any, warp_f
 
     native = pair.native
     if native is not None and pair.transform is not None:
-        grid_disp = native_displacement(disp, pair.transform)  # fixed voxels, canonical axes, whole grid
+        grid_disp = native_displacement(disp, pair.transform, native.prealign)  # fixed voxels, canonical, whole
         affine, moving, moving_labels, fixed_labels = (native.affine, native.moving, native.moving_labels,
                                                        native.fixed_labels)
         to_file, file_affine = native.orientation.from_canonical, native.orientation.file_affine

@@ -55,7 +55,7 @@ def _scoring_grid(pair: RegistrationPair, disp: np.ndarray
             and native.moving_labels is not None:
         from .imaging.native import native_displacement
 
-        return (native.fixed_labels, native.moving_labels, native_displacement(disp, pair.transform),
+        return (native.fixed_labels, native.moving_labels, native_displacement(disp, pair.transform, native.prealign),
                 native.spacing, native.fixed_mask, native.moving_mask)
     if pair.fixed_labels is None or pair.moving_labels is None:
         raise SpikeRegError(f"pair {pair.name} has no label maps: Dice needs them")

@@ -116,3 +116,15 @@ def test_scores_of_a_permuted_copy_are_equal(tmp_path, small_net, stored_as):
 def _save_with(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, affine), str(path))
+
+
+def test_prealign_in_evaluate(tmp_path, small_net, capsys):
+    """--prealign affine runs the affine stage on each file pair, says so, and keeps its own results key."""
+    make_l2r(tmp_path / "l2r")
+    base = [str(small_net), "--data", f"l2r:{tmp_path / 'l2r'}", "--input-shape", "16", "16", "16"]
+    assert evaluate_cli.main([*base, "--prealign", "affine", "-o", str(tmp_path / "a")]) == 0
+    assert "pre-aligned by an affine" in capsys.readouterr().out
+    grid = json.loads((tmp_path / "a" / "evaluation.json").read_text())["grid_of_first_pair"]
+    assert "SimpleITK" in grid["prealign"]["method"] and len(grid["prealign"]["voxel_matrix"]) == 4
+    code = evaluate_cli.main([str(small_net), "--data", "embedded", "--prealign", "affine", "-o", str(tmp_path / "x")])
+    assert code == 2 and "--prealign applies to file pairs" in capsys.readouterr().err

@@ -79,6 +79,9 @@ def add_pair_source_options(parser: argparse.ArgumentParser, *, seed_default: in
         parser.add_argument("--resolution", type=float, metavar="MM",
                             help="file pairs: run the network on a grid of MM mm voxels instead of fitting the pair "
                                  "into --input-shape (the default); scores are always taken on the fixed label grid")
+        parser.add_argument("--prealign", choices=("none", "affine"), default="none",
+                            help="file pairs: align each moving image to its fixed one by an affine first "
+                                 "(SimpleITK, mutual information, a host step); scores use the composed field")
     parser.add_argument("--pairs", type=int, default=8, help="number of embedded or cross pairs (default 8)")
     parser.add_argument("--seed", type=non_negative_int, default=seed_default, help=seed_help)
 

@@ -41,6 +41,7 @@ class DataSpec:
     pair_list: str | None = None
     resolution: float | None = None
     multiple: int = 1
+    prealign: bool = False  # --prealign affine (file pairs): `imaging.prealign`
 
     @classmethod
     def from_args(cls, args: Any, shape: tuple[int, int, int], multiple: int = 1) -> DataSpec:
@@ -48,20 +49,26 @@ class DataSpec:
         resolution = getattr(args, "resolution", None)
         if resolution is not None and ":" not in args.data:
             raise SpikeRegError(f"--resolution applies to file pairs (l2r:ROOT, neurite:ROOT), not --data {args.data}")
+        prealign = getattr(args, "prealign", "none") == "affine"
+        if prealign and ":" not in args.data:
+            raise SpikeRegError(f"--prealign applies to file pairs (l2r:ROOT, neurite:ROOT), not --data {args.data}")
         return cls(args.data, shape, args.seed, args.pairs, args.split, getattr(args, "pair_list", None), resolution,
-                   multiple)
+                   multiple, prealign)
 
     def open(self) -> Any:
         from spikereg_deploy.imaging.sources import open_source
 
         return open_source(self.data, self.shape, seed=self.seed, count=self.count, multiple=self.multiple,
-                           split=self.split, pair_list=self.pair_list, resolution=self.resolution)
+                           split=self.split, pair_list=self.pair_list, resolution=self.resolution,
+                           prealign=self.prealign)
 
     def settings(self) -> dict[str, Any]:
         """What decides a pair's numbers besides the model (the pair count does not: pair i is the same pair)."""
         out: dict[str, Any] = {"data": self.data, "shape": list(self.shape), "multiple": self.multiple}
         if ":" in self.data:
             out |= {"split": self.split, "resolution": self.resolution}
+            if self.prealign:  # a key only when set: results stored before it existed keep their keys
+                out["prealign"] = "affine"
         else:
             out["seed"] = self.seed
         return out

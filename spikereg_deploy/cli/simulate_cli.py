@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the network on a grid of MM mm voxels (the pair is resampled to it; fixed and moving "
                              "may then have different grids). Default: the file's own voxels, cropped to the "
                              "foreground and padded, or fitted to --input-shape")
+    parser.add_argument("--prealign", choices=("none", "affine"), default="none",
+                        help="affine: align the moving file to the fixed one first (SimpleITK, mutual information, "
+                             "a host step), then register the rest; outputs use the composed field. Default none")
     parser.add_argument("--fixed-labels", help="label map on the fixed image's grid: Dice per label in the report")
     parser.add_argument("--moving-labels", help="label map on the moving image's grid: warped by nearest neighbour "
                                                 "into warped_labels.nii.gz")
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         run_folder.sim.check_memory(network.spec, shape, args.engine, max_memory)
     pair = run_folder.load_pair(network.spec.required_multiple(), fixed=args.fixed, moving=args.moving,
                                 input_shape=args.input_shape, seed=args.seed, resolution=args.resolution,
-                                fixed_labels=args.fixed_labels, moving_labels=args.moving_labels)
+                                fixed_labels=args.fixed_labels, moving_labels=args.moving_labels,
+                                prealign=args.prealign == "affine")
     if network.note:
         print(network.note, file=sys.stderr)
     report = run_folder.simulate_to_folder(network.spec, network.weights, pair, out, engine=args.engine,
@@ -99,12 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-_PAIR_OPTIONS = ("fixed", "moving", "input_shape", "resolution", "fixed_labels", "moving_labels")
+_PAIR_OPTIONS = ("fixed", "moving", "input_shape", "resolution", "fixed_labels", "moving_labels", "prealign")
 
 
 def _array_main(args: argparse.Namespace, max_memory: int) -> int:
     """A plain NetX file on one input array: counts, output spikes, no registration outputs (the report says why)."""
-    given = [f"--{name.replace('_', '-')}" for name in _PAIR_OPTIONS if getattr(args, name)]
+    given = [f"--{name.replace('_', '-')}" for name in _PAIR_OPTIONS
+             if getattr(args, name) not in (None, False, "none")]
     if given:
         raise SpikeRegError(f"--input runs a plain NetX network on an array; {', '.join(given)} belong(s) to "
                             f"registration pairs")

@@ -36,6 +36,7 @@ class NativeGrid:
     moving_resampled: bool = False  # the moving file had another grid and was resampled onto this one (world mm)
     moving_orientation: str = CANONICAL_CODE
     requested_resolution: float | None = None  # --resolution (mm), None: the network grid was fitted by shape
+    prealign: np.ndarray | None = None  # --prealign affine: fixed voxel -> moving voxel map (`prealign.py`)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -47,10 +48,14 @@ class NativeGrid:
         return float(zooms[0]), float(zooms[1]), float(zooms[2])
 
 
-def native_displacement(disp: np.ndarray, transform: GridTransform) -> np.ndarray:
+def native_displacement(disp: np.ndarray, transform: GridTransform, prealign: np.ndarray | None = None
+                        ) -> np.ndarray:
     """Network-grid displacement (3, d, h, w; network voxels) -> fixed-grid displacement (3, D, H, W; fixed voxels,
-    canonical axes), defined on the whole grid (edge values outside the crop box)."""
-    return restore_to_grid(disp, transform, kind="displacement")
+    canonical axes), defined on the whole grid (edge values outside the crop box), composed with the pre-alignment
+    when there was one."""
+    from .prealign import compose_with_prealign
+
+    return compose_with_prealign(restore_to_grid(disp, transform, kind="displacement"), prealign)
 
 
 def voxels_to_mm(disp: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -96,10 +101,20 @@ def grid_report(native: NativeGrid | None, transform: GridTransform | None, netw
         "crop_start": list(transform.crop_start), "crop_stop": list(transform.crop_stop),
         "resampled": bool(resampled),
         "requested_resolution_mm": native.requested_resolution,
+        "prealign": _prealign_entry(native.prealign),
         "network_shape": network_shape,
         "network_spacing_mm": _spacing(network_affine),
         "outputs_on": "the fixed image's grid and voxel order",
     }
+
+
+def _prealign_entry(matrix: np.ndarray | None) -> dict[str, Any] | None:
+    if matrix is None:
+        return None
+    from .prealign import PREALIGN_METHOD
+
+    return {"method": PREALIGN_METHOD, "voxel_matrix": [[round(float(v), 6) for v in row] for row in matrix],
+            "meaning": "fixed voxel x -> moving voxel M x (canonical axes); outputs are composed with it"}
 
 
 def describe_grid(grid: dict[str, Any]) -> str:
@@ -111,6 +126,8 @@ def describe_grid(grid: dict[str, Any]) -> str:
     steps = []
     if grid["reoriented"]:
         steps.append(f"reoriented {grid['input_orientation']}->{grid['canonical_orientation']} and back")
+    if grid.get("prealign"):
+        steps.append("moving pre-aligned by an affine (SimpleITK, host)")
     if grid["moving_resampled_to_fixed_grid"]:
         steps.append("moving resampled onto the fixed grid")
     steps.append("resampled" if grid["resampled"] else "not resampled (crop and pad only)")

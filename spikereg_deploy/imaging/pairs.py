@@ -256,12 +256,15 @@ def _load_companion(path: Path | None, image: Volume) -> Volume | None:
 
 
 def load_pair(
-    files: PairFiles, target_shape: Sequence[int] | None = None, multiple: int = 1, resolution: float | None = None
+    files: PairFiles, target_shape: Sequence[int] | None = None, multiple: int = 1, resolution: float | None = None,
+    prealign: bool = False,
 ) -> RegistrationPair:
     """Load (canonical RAS+ order), check (grids, labels, masks) and preprocess one pair onto the network grid.
 
     Fixed and moving must share one grid unless `resolution` (mm) is given: then the moving image, its labels and
     mask are resampled onto the fixed grid through world mm (a stated step, `native.moving_resampled`).
+    `prealign` first aligns the moving image to the fixed one by an affine (`prealign.py`); the network sees the
+    aligned pair, and outputs and scores use the composed field on the original moving image.
     """
     fixed, moving = load_volume(files.fixed), load_volume(files.moving)
     if resolution is None:
@@ -282,8 +285,18 @@ def load_pair(
         moving_resampled=moving_data is not moving.data, moving_orientation=moving.orientation.code,
         requested_resolution=resolution,
     )
-    pre = preprocess_pair(fixed, Volume(moving_data, fixed.affine, fixed.spacing, moving.path), target_shape,
-                          multiple=multiple, fixed_labels=native.fixed_labels, moving_labels=native.moving_labels,
+    network_moving, network_moving_labels = moving_data, native.moving_labels
+    if prealign:
+        from .prealign import apply_affine, estimate_affine
+        from .preprocess import normalize_intensity
+
+        native.prealign = estimate_affine(normalize_intensity(fixed.data), normalize_intensity(moving_data),
+                                          native.spacing)
+        network_moving = apply_affine(moving_data, native.prealign, 1)
+        if native.moving_labels is not None:
+            network_moving_labels = apply_affine(native.moving_labels, native.prealign, 0)
+    pre = preprocess_pair(fixed, Volume(network_moving, fixed.affine, fixed.spacing, moving.path), target_shape,
+                          multiple=multiple, fixed_labels=native.fixed_labels, moving_labels=network_moving_labels,
                           resolution=resolution)
     return RegistrationPair(
         pre.fixed, pre.moving, pre.fixed_labels, pre.moving_labels, pre.affine, files.name, pre.transform, native
@@ -314,6 +327,7 @@ def pair_from_files(
     target_shape: Sequence[int] | None = None,
     multiple: int = 1,
     resolution: float | None = None,
+    prealign: bool = False,
 ) -> RegistrationPair:
     """Any two NIfTI images (one grid, or any two with `resolution`) and optional label maps on their images' grids."""
     files = PairFiles(
@@ -323,4 +337,4 @@ def pair_from_files(
         None if moving_labels is None else Path(moving_labels),
         f"{_stem(fixed_path)}<-{_stem(moving_path)}",
     )
-    return load_pair(files, target_shape, multiple, resolution)
+    return load_pair(files, target_shape, multiple, resolution, prealign)

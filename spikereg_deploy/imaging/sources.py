@@ -73,8 +73,8 @@ class FileSource(PairSource):
     """Pairs listed from a dataset folder (the whole list is checked on opening), loaded and preprocessed one by one."""
 
     def __init__(self, name: str, files: Sequence[PairFiles], target_shape: Sequence[int] | None = None,
-                 multiple: int = 1, resolution: float | None = None) -> None:
-        self.name, self.files = name, tuple(files)
+                 multiple: int = 1, resolution: float | None = None, prealign: bool = False) -> None:
+        self.name, self.files, self.prealign = name, tuple(files), prealign
         self.target_shape = None if target_shape is None else tuple(int(n) for n in target_shape)
         self.multiple, self.resolution = int(multiple), resolution
 
@@ -82,7 +82,7 @@ class FileSource(PairSource):
         return len(self.files)
 
     def _build(self, index: int) -> RegistrationPair:
-        return load_pair(self.files[index], self.target_shape, self.multiple, self.resolution)
+        return load_pair(self.files[index], self.target_shape, self.multiple, self.resolution, self.prealign)
 
     def key(self, index: int) -> str:
         return self.files[index].name
@@ -112,10 +112,10 @@ FILE_LAYOUTS: dict[str, Callable[[str, str, str | None], list[PairFiles]]] = {  
 
 def open_source(spec: str, shape: Sequence[int], seed: int = 0, count: int = 8, multiple: int = 1,
                 config: SynthConfig | None = None, *, split: str = "val", pair_list: str | None = None,
-                resolution: float | None = None) -> PairSource:
+                resolution: float | None = None, prealign: bool = False) -> PairSource:
     """The pair source a user names: a synthetic kind (`count` pairs from `seed` on the `shape` grid) or
     `LAYOUT:ROOT` (every pair of the dataset's `split` or `pair_list`, resampled to `shape`, or to `resolution` mm,
-    in sizes that are multiples of `multiple`)."""
+    in sizes that are multiples of `multiple`; `prealign`: an affine stage first, `imaging.prealign`)."""
     if spec in SYNTHETIC_SOURCES:
         return SyntheticSource(spec, SYNTHETIC_SOURCES[spec], count, shape, seed, config)
     layout, _, root = spec.partition(":")
@@ -123,4 +123,4 @@ def open_source(spec: str, shape: Sequence[int], seed: int = 0, count: int = 8, 
         raise DataError(f"data source {spec!r}: use {SOURCE_SPECS}")
     if layout not in FILE_LAYOUTS:
         raise DataError(f"data source {spec!r}: unknown kind {layout!r} (use {SOURCE_SPECS})")
-    return FileSource(spec, FILE_LAYOUTS[layout](root, split, pair_list), shape, multiple, resolution)
+    return FileSource(spec, FILE_LAYOUTS[layout](root, split, pair_list), shape, multiple, resolution, prealign)
