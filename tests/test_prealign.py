@@ -92,3 +92,17 @@ def test_prealign_belongs_to_file_pairs(small_net, tmp_path, capsys):
     assert simulate_cli.main([str(small_net), "--prealign", "affine", "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "--prealign" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_a_failed_affine_stage_is_one_line_naming_the_moving_file(tmp_path, small_net, capsys):
+    fixed, moving = np.zeros((16, 16, 16), np.float32), np.zeros((16, 16, 16), np.float32)
+    fixed[2, 2, 2], moving[13, 13, 13] = 1.0, 1.0  # nothing overlaps: mutual information has no samples
+    for name, data in (("fixed", fixed), ("moving", moving)):
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / f"{name}.nii.gz"))
+    code = simulate_cli.main([str(small_net), "--fixed", str(tmp_path / "fixed.nii.gz"), "--moving",
+                              str(tmp_path / "moving.nii.gz"), "--prealign", "affine", "-o", str(tmp_path / "o"),
+                              "--engine", "reference"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "moving.nii.gz" in err and "--prealign affine failed" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

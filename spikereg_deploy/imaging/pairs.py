@@ -290,8 +290,13 @@ def load_pair(
         from .prealign import apply_affine, estimate_affine
         from .preprocess import normalize_intensity
 
-        native.prealign = estimate_affine(normalize_intensity(fixed.data), normalize_intensity(moving_data),
-                                          native.spacing)
+        try:
+            native.prealign = estimate_affine(normalize_intensity(fixed.data), normalize_intensity(moving_data),
+                                              native.spacing)
+        except RuntimeError as err:  # SimpleITK's own errors: one line naming the pair's moving file
+            lines = [line for line in str(err).splitlines() if "ITK ERROR" in line] or str(err).splitlines() or [""]
+            reason = lines[0].split("): ", 1)[-1].strip() or "no reason given"
+            raise DataError(f"--prealign affine failed: {reason}", moving.path) from None
         network_moving = apply_affine(moving_data, native.prealign, 1)
         if native.moving_labels is not None:
             network_moving_labels = apply_affine(native.moving_labels, native.prealign, 0)
