@@ -77,8 +77,9 @@ def compose_with_prealign(disp: np.ndarray, matrix: np.ndarray | None) -> np.nda
     """(3, D, H, W) displacement u of the pre-aligned pair -> the field of the original pair, d(x) = M(x+u) - x."""
     if matrix is None:
         return disp
-    shape = disp.shape[1:]
-    grid = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij"))
+    from .warp import identity_grid
+
+    grid = identity_grid(disp.shape[1:])
     points = grid + disp
     mapped = np.einsum("ij,j...->i...", matrix[:3, :3], points) + matrix[:3, 3].reshape(3, 1, 1, 1)
     return mapped - grid
