@@ -16,6 +16,7 @@ from spikereg_deploy.errors import SpikeRegError
 from spikereg_deploy.network import NetworkSpec
 
 from . import simulation as sim
+from . import tiled
 
 OUTPUT_FILES = ("displacement.nii.gz", "warped.nii.gz", "report.json", "rates.png")
 ITK_FIELD = "displacement_itk.nii.gz"  # --warp-format itk: the same field in ITK's LPS components
@@ -68,10 +69,11 @@ def load_pair(multiple: int, *, fixed: str | None = None, moving: str | None = N
 def simulate_to_folder(spec: NetworkSpec, weights: dict[str, np.ndarray], pair: tuple[Any, str], out: str | Path,
                        *, max_memory: str | int, engine: str = "lava", tag: str = "fixed_pt",
                        net_description: str = "", moving_path: str | None = None, warp_format: str = "ras",
-                       progress: bool = True) -> dict[str, Any]:
+                       progress: bool = True, tiles: int | str = 1) -> dict[str, Any]:
     """Run the pair, write displacement.nii.gz, warped.nii.gz, report.json and rates.png into `out` (all four or
     none; plus displacement_itk.nii.gz for `warp_format` "itk" and warped_labels.nii.gz when the pair has moving
-    labels) and return the report. `moving_path` is kept for callers; the pair itself carries the moving image."""
+    labels) and return the report. `moving_path` is kept for callers; the pair itself carries the moving image.
+    `tiles` > 1 (or "auto": the fewest that fit `max_memory`) runs overlapping slabs (`tiled.py`)."""
     import torch
 
     from spikereg_deploy.imaging.native import grid_report
@@ -87,13 +89,24 @@ def simulate_to_folder(spec: NetworkSpec, weights: dict[str, np.ndarray], pair: 
     image = np.stack([registration_pair.fixed, registration_pair.moving]).astype(np.float32)
     input_shape = tuple(int(n) for n in image.shape[1:])
     spec.geometry(input_shape)
-    need = sim.check_memory(spec, input_shape, engine, max_bytes)
+    if tiles == 1:
+        need = sim.check_memory(spec, input_shape, engine, max_bytes)
+        plan = None
+    else:
+        plan = tiled.plan_tiles(spec, input_shape, engine, max_bytes, tiles)
+        need = plan.bytes_per_slab
     if progress:
-        print(f"memory estimate: {sim.human_bytes(need)} for {engine} at {'x'.join(map(str, input_shape))} "
+        where = f" per tile ({len(plan.slabs)} tiles)" if plan and len(plan.slabs) > 1 else ""
+        print(f"memory estimate: {sim.human_bytes(need)}{where} for {engine} at {'x'.join(map(str, input_shape))} "
               f"(projected)", file=sys.stderr)
-    result = sim.simulate(spec, weights, image, engine=engine, tag=tag, progress=progress)
+    if plan is None:
+        result = sim.simulate(spec, weights, image, engine=engine, tag=tag, progress=progress)
+    else:
+        result = tiled.simulate_tiled(spec, weights, image, plan, engine=engine, tag=tag, progress=progress)
     meta = {"net": net_description, "pair": pair_description, "fixed_channel": 0, "moving_channel": 1}
     report = sim.build_report(result, spec, input_shape, meta)
+    if plan is not None:
+        report["tiling"] = plan.to_dict()
     report["grid"] = grid_report(registration_pair.native, registration_pair.transform, registration_pair.affine)
     report["grid"]["network_shape"] = list(input_shape)
     with atomic_folder(out) as staging:  # the old complete folder or the new one, never a mix

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Lava process models: fixed_pt = Loihi integers (default), floating_pt = float")
     parser.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY,
                         help=f"refuse runs whose memory estimate exceeds this (default {DEFAULT_MAX_MEMORY})")
+    parser.add_argument("--tiles", type=_tiles, default=1, metavar="N|auto",
+                        help="run the volume as N overlapping slabs along its longest axis, stitched (auto: the "
+                             "fewest whose memory estimate fits --max-memory); the field differs from a whole run "
+                             "near the seams. Default 1 (whole volume)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the embedded pair (default 0)")
     add_input_shape(parser, default=None, help_text="resample the pair to this size (must suit the network)")
     parser.add_argument("--resolution", type=float, metavar="MM",
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SpikeRegError("a plain NetX network runs on an input array: add --input ARRAY.npy ((C, H, W, T) "
                             "spikes or (C, H, W) analog)", args.net)
     shape = args.input_shape or (None if args.fixed else DEFAULT_INPUT_SHAPE)
-    if shape and all(n > 0 and n % network.spec.required_multiple() == 0 for n in shape):  # (else load_pair says)
+    if shape and args.tiles == 1 and all(n > 0 and n % network.spec.required_multiple() == 0 for n in shape):
         run_folder.sim.check_memory(network.spec, shape, args.engine, max_memory)
     pair = run_folder.load_pair(network.spec.required_multiple(), fixed=args.fixed, moving=args.moving,
                                 input_shape=args.input_shape, seed=args.seed, resolution=args.resolution,
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run_folder.simulate_to_folder(network.spec, network.weights, pair, out, engine=args.engine,
                                            tag=args.tag, max_memory=max_memory,
                                            net_description=network.description, moving_path=args.moving,
-                                           warp_format=args.warp_format)
+                                           warp_format=args.warp_format, tiles=args.tiles)
     print(run_folder.sim.format_table(report))
     print(describe_grid(report["grid"]))
     if "dice" in report:
@@ -109,7 +113,7 @@ _PAIR_OPTIONS = ("fixed", "moving", "input_shape", "resolution", "fixed_labels",
 def _array_main(args: argparse.Namespace, max_memory: int) -> int:
     """A plain NetX file on one input array: counts, output spikes, no registration outputs (the report says why)."""
     given = [f"--{name.replace('_', '-')}" for name in _PAIR_OPTIONS
-             if getattr(args, name) not in (None, False, "none")]
+             if getattr(args, name) not in (None, False, "none")] + (["--tiles"] if args.tiles != 1 else [])
     if given:
         raise SpikeRegError(f"--input runs a plain NetX network on an array; {', '.join(given)} belong(s) to "
                             f"registration pairs")
@@ -135,6 +139,18 @@ def _array_main(args: argparse.Namespace, max_memory: int) -> int:
           f"input mode {spec.input_mode}); wall time {report['wall_time_s']:.2f} s (measured); outputs in {out}")
     print(f"skipped: {'; '.join(f'{k} ({v})' for k, v in report['skipped'].items())}")
     return 0
+
+
+def _tiles(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive whole number or auto") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive whole number or auto")
+    return value
 
 
 def _positive_int(text: str) -> int:
