@@ -82,6 +82,7 @@ TRAINING_VALUES: dict[str, Check] = {
     "steps": _integer(0), "batch_size": _integer(1), "lr": _number(0, low_open=True), "reg_weight": _number(0),
     "sparsity_weight": _number(0), "distill_weight": _number(0), "teacher": _text, "gain_lr": _number(0),
     "threshold_lr": _number(0), "ncc_window": _integer(1), "checkpoint_every": _integer(1), "accumulate": _integer(1),
+    "label_weight": _number(0),
     "percentile": _number(0, 100, low_open=True), "normalisation": _choice(NORMALISATIONS),
     "calibration_pairs": _integer(1), "time_steps": _integer(0, MAX_TIME_STEPS),
     "threshold_scale": _number(0, 16, low_open=True),

@@ -47,6 +47,7 @@ def pair_batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tens
     from spikereg_deploy.imaging.synthetic import embedded_pairs
 
     synth = cfg.synth_config() if cfg.data_source == "synth" else None
+    with_labels = cfg.label_weight > 0  # then each batch also carries its pairs' label maps (fixed, moving)
     step = start_step * cfg.accumulate  # one batch per accumulated micro-step, so a resume draws the same pairs
     while True:
         if synth is not None:
@@ -57,7 +58,13 @@ def pair_batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tens
                                    seed=cfg.data_seed_offset + step * cfg.batch_size)
         fixed = torch.as_tensor(np.stack([p.fixed for p in pairs]))[:, None].float()
         moving = torch.as_tensor(np.stack([p.moving for p in pairs]))[:, None].float()
-        yield fixed, moving
+        if with_labels:
+            if any(p.fixed_labels is None or p.moving_labels is None for p in pairs):
+                raise SpikeRegError(f"label_weight needs label maps; data_source {cfg.data_source!r} has none")
+            yield (fixed, moving, *(torch.as_tensor(np.stack([getattr(p, k) for p in pairs]).astype(np.int64))[:, None]
+                                    for k in ("fixed_labels", "moving_labels")))
+        else:
+            yield fixed, moving
         step += 1
 
 
@@ -91,7 +98,8 @@ def build_model(cfg: TrainConfig, log: Callable[[str], None]) -> AnnUNet | Spiki
 
 def calibration_pairs(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `calibration_pairs` training pairs (fixed, moving): what conversion's statistics are taken on."""
-    return next(pair_batches(TrainConfig(**{**asdict(cfg), "batch_size": cfg.calibration_pairs}), 0))
+    fixed, moving, *_ = next(pair_batches(TrainConfig(**{**asdict(cfg), "batch_size": cfg.calibration_pairs}), 0))
+    return fixed, moving
 
 
 def snn_config_for(teacher: UNetConfig, cfg: TrainConfig) -> UNetConfig:
@@ -244,7 +252,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     for step in steps:
         micro = [tuple(t.to(dev) for t in next(batches)) for _ in range(cfg.accumulate)]
         loss, parts = training_step(model, optimizer, micro[0][0], micro[0][1], cfg, teacher,
-                                    log_gain if cfg.gain_lr else None, probes, more_batches=micro[1:])
+                                    log_gain if cfg.gain_lr else None, probes, more_batches=micro[1:],
+                                    labels=micro[0][2:] or None)
         history.append({"step": step + 1, "loss": float(loss), **parts})
         if progress and hasattr(steps, "set_postfix"):
             steps.set_postfix(loss=f"{float(loss):.4f}", ncc=f"{parts['ncc']:.3f}")
@@ -261,19 +270,22 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
                   teacher: AnnUNet | None = None,
                   log_gain: torch.nn.Parameter | None = None,
                   thresholds: LearnedThresholds | None = None,
-                  more_batches: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+                  more_batches: Sequence[tuple[torch.Tensor, ...]] = (),
+                  labels: tuple[torch.Tensor, ...] | None = None,
                   ) -> tuple[torch.Tensor, dict[str, float]]:
     """One optimizer step. With `log_gain` (in the optimizer) the SNN's readout gain learns from the same loss:
     the gain is a host-side float on the integer readout sum, so the exported network stays the trained one.
     Rate-coded readouts carry quantization noise that the diffusion term penalises; the gain trades the two.
     With `thresholds` each spiking layer's threshold learns too (a finer knob than 8-bit weights).
-    `more_batches` are accumulated into the same step: the loss and parts are the batches' means."""
+    `more_batches` are accumulated into the same step: the loss and parts are the batches' means. `labels`
+    (fixed, moving label maps; in `more_batches` as items 3 and 4) feed `label_weight`'s label term."""
     optimizer.zero_grad(set_to_none=True)
-    batches = [(fixed, moving), *more_batches]
+    batches = [(fixed, moving, *(labels or ())), *more_batches]
     total: dict[str, float] = {}
     loss_sum = torch.zeros((), device=fixed.device)
-    for fixed_b, moving_b in batches:
-        loss, parts = _batch_loss(model, fixed_b, moving_b, cfg, teacher, log_gain, thresholds)
+    for fixed_b, moving_b, *labels_b in batches:
+        loss, parts = _batch_loss(model, fixed_b, moving_b, cfg, teacher, log_gain, thresholds,
+                                  (labels_b[0], labels_b[1]) if labels_b else None)
         (loss / len(batches)).backward()
         loss_sum += loss.detach() / len(batches)
         for key, value in parts.items():
@@ -285,7 +297,8 @@ def training_step(model: AnnUNet | SpikingUNet, optimizer: torch.optim.Optimizer
 
 def _batch_loss(model: AnnUNet | SpikingUNet, fixed: torch.Tensor, moving: torch.Tensor, cfg: TrainConfig,
                 teacher: AnnUNet | None, log_gain: torch.nn.Parameter | None,
-                thresholds: LearnedThresholds | None) -> tuple[torch.Tensor, dict[str, float]]:
+                thresholds: LearnedThresholds | None, labels: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of one batch and its parts (floats)."""
     image = torch.cat([fixed, moving], dim=1)
     if isinstance(model, SpikingUNet):
@@ -297,7 +310,8 @@ def _batch_loss(model: AnnUNet | SpikingUNet, fixed: torch.Tensor, moving: torch
             with torch.no_grad():
                 log_gain.zero_()  # the model holds the gain; this parameter carries one step's change
             disp = disp * torch.exp(log_gain)
-        loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window)
+        loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window, labels,
+                                        cfg.label_weight)
         units = {name: unit for name in result.spikes
                  if (unit := getattr(model.spec.layer(name).neuron, "payload_unit", 1)) != 1}
         rate = spike_rate(result.spikes, units)
@@ -311,7 +325,8 @@ def _batch_loss(model: AnnUNet | SpikingUNet, fixed: torch.Tensor, moving: torch
             parts["distill"] = float(gap)
     else:
         disp = model(image)
-        loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window)
+        loss, parts = registration_loss(fixed, moving, disp, cfg.reg_weight, cfg.ncc_window, labels,
+                                        cfg.label_weight)
     return loss, parts
 
 

@@ -22,7 +22,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "data": ("data_seed_offset", "data_source", "spacing", "label_maps", "random_fraction", "image_fraction",
              "max_displacement_mm", "max_rotation_deg", "max_shift_mm", "max_scaling"),
     "optim": ("steps", "batch_size", "lr", "reg_weight", "sparsity_weight", "distill_weight", "teacher", "gain_lr",
-              "threshold_lr", "ncc_window", "checkpoint_every", "accumulate"),
+              "threshold_lr", "ncc_window", "checkpoint_every", "accumulate", "label_weight"),
     "conversion": ("percentile", "normalisation", "calibration_pairs", "time_steps", "threshold_scale"),
 }
 MODEL_TABLE = "model"
@@ -47,6 +47,9 @@ class TrainConfig:
     gain_lr: float = 0.0  # stage snn: Adam lr of the readout gain's logarithm (0 = keep conversion's gain fixed)
     threshold_lr: float = 0.0  # stage snn: Adam lr of each spiking layer's log threshold (0 = thresholds fixed)
     ncc_window: int = 9
+    #: Weight of 1 - soft Dice of the warped label maps (SynthMorph's loss; 0 = images only, as before). Needs
+    #: pairs with labels (data_source "synth").
+    label_weight: float = 0.0
     checkpoint_every: int = 50
     #: Gradient accumulation: each optimizer step averages the gradients of this many batches (effective batch =
     #: batch_size x accumulate), so a fine-tune's steps are not set by the noise of 2-pair batches.
@@ -98,8 +101,8 @@ class TrainConfig:
             raise SpikeRegError("gain_lr and threshold_lr must be >= 0 (0 keeps that parameter fixed)")
         if (self.gain_lr or self.threshold_lr) and self.stage != "snn":
             raise SpikeRegError("gain_lr and threshold_lr are for stage snn (the SNN's readout gain, its thresholds)")
-        if self.distill_weight < 0 or self.sparsity_weight < 0 or self.reg_weight < 0:
-            raise SpikeRegError("reg_weight, sparsity_weight and distill_weight must be >= 0")
+        if min(self.distill_weight, self.sparsity_weight, self.reg_weight, self.label_weight) < 0:
+            raise SpikeRegError("reg_weight, sparsity_weight, distill_weight and label_weight must be >= 0")
         if self.distill_weight and self.stage != "snn":
             raise SpikeRegError("distill_weight is for stage snn (the ANN teacher is the distillation target)")
         if self.time_steps < 0:
