@@ -18,6 +18,7 @@ from .common import (
     load_network,
     load_simulators_stage,
     non_negative_int,
+    positive_int,
     quiet_imports,
 )
 
@@ -142,15 +143,8 @@ def _array_main(args: argparse.Namespace, max_memory: int) -> int:
 
 
 def _tiles(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: a positive whole number or auto") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a positive whole number or auto")
-    return value
+    """argparse type of --tiles: "auto" or a count >= 1."""
+    return text if text == "auto" else positive_int(text)
 
 
 def _positive_int(text: str) -> int:
